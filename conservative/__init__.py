@@ -1,0 +1,20 @@
+"""Set-valued calculus for conservative Jacobians of piecewise-smooth JAX programs.
+
+* ``MatrixSet``: compact convex sets of matrices (Minkowski sums of convex hulls);
+* ``jacobian`` / ``value_and_jacobian``: the whole conservative Jacobian of a JAX program at a
+  point, as a ``MatrixSet`` (JAX's ``jacfwd`` returns one element of it);
+* ``piggyback``: the set-valued piggyback recursion along the iterates of x_{k+1} = F(x_k, θ).
+"""
+
+from ._jacobian import JumpError, jacobian, register_smooth, value_and_jacobian
+from ._matrix_set import DEFAULT_MAX_VERTICES, MatrixSet, SetTooLargeError
+
+__all__ = [
+    "MatrixSet",
+    "SetTooLargeError",
+    "DEFAULT_MAX_VERTICES",
+    "jacobian",
+    "value_and_jacobian",
+    "register_smooth",
+    "JumpError",
+]

@@ -1,0 +1,520 @@
+"""``conservative.jacobian``: the whole conservative Jacobian of a JAX program at a point.
+
+The program is traced to a jaxpr and interpreted at the point; every intermediate value
+carries its value and the representation (★) of ``_selections`` of its Jacobian with respect
+to the differentiated inputs.  Smooth primitives use JAX's JVP, nonsmooth ones enumerate
+their active selections (``_rules``).  The result is
+
+    J(x) = conv{ J_σ(x) : σ a selection of the active pieces of every nonsmooth primitive }
+
+returned as a ``MatrixSet``.  For a program built from Lipschitz gradient selections this is a
+conservative Jacobian in the sense of Bolte & Pauwels (slides "Conservative gradients",
+Vaiter 2023); JAX's ``jacfwd``/``jacrev`` return one element of it.
+
+Semantics (DESIGN.md §4):
+
+* **Active pieces** are those tied within ``tol`` (default 0: exact ties).  ``tol > 0`` gives an
+  *enlargement* of the conservative Jacobian (pieces active in a ``tol``-neighbourhood), useful
+  at points that are ties only up to rounding.
+* ``where(cond, a, b)`` / ``select_n`` with a tied comparison keeps both branches only if their
+  values agree within ``tol``; otherwise the function jumps there and a ``ValueError`` says so.
+  The same holds for ``lax.cond`` with a tied predicate (both branches are evaluated).
+* **Each occurrence** of a nonsmooth primitive is an independent choice: this is the chain and
+  sum rule of conservative calculus, so ``relu(x) - relu(-x)`` at 0 has the set [0, 2], not {1}.
+* ``custom_jvp`` / ``custom_vjp`` functions (``jax.nn.relu`` is one) are differentiated through
+  their *primal implementation*; their custom rule is ignored, and the element it returns is
+  (and is tested to be, for ``jax.nn``) a member of the set obtained.
+* ``jit``-compiled inner functions, ``checkpoint``, ``lax.cond``, ``lax.scan`` / ``fori_loop``
+  and ``while_loop`` are interpreted at the point (loops are unrolled for the trip count they
+  have there).
+* ``sign``, ``floor``, ``ceil``, ``round`` are locally constant (derivative 0).  At their jump
+  points a program that uses them *multiplicatively* (``x * sign(x)``) is not resolved: write
+  such kinks with ``abs``/``where`` so the selection is visible.  ``argmax``/``argmin`` at a tie
+  and ``argsort`` indices are not tracked (an error for the former, a single selection for the
+  latter); a comparison whose tied result is converted to a number raises an error.
+* Pytrees: the columns are the leaves of the differentiated arguments (in ``argnums`` order,
+  each pytree flattened by ``jax.tree_util.tree_leaves``, each leaf raveled in C order); the
+  rows are the output leaves, flattened the same way.  With ``argnums=(0, 1)`` the set is the
+  *joint* set of [∂ₓF, ∂_θF] blocks: the two blocks of one selection stay together.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import jax
+import jax.extend.core as jcore
+import jax.numpy as jnp
+import numpy as np
+
+from . import _rules as R
+from ._matrix_set import MatrixSet
+from ._selections import Choices, JRep, _add_table, choose
+
+__all__ = ["jacobian", "value_and_jacobian", "register_smooth", "JumpError"]
+
+register_smooth = R.register_smooth
+
+
+class JumpError(ValueError):
+    """The program is discontinuous at the point (a tied branch whose values differ)."""
+
+
+class _V:
+    __slots__ = ("val", "rep", "amb")
+
+    def __init__(self, val, rep=None, amb=None):
+        self.val = val
+        self.rep = rep
+        self.amb = amb if (amb is not None and np.any(amb)) else None
+
+
+class _Ctx:
+    def __init__(self, ncols, tol, max_selections):
+        self.ncols = ncols
+        self.tol = float(tol)
+        self.choices = Choices(max_selections)
+
+
+def _size(x):
+    return int(np.prod(np.shape(x), dtype=np.int64))
+
+
+def _check_finite_rep(name, rep):
+    if rep is None:
+        return
+    bad = not np.all(np.isfinite(rep.center)) or any(not np.all(np.isfinite(v)) for _, v in rep.tables.values())
+    if bad:
+        raise ValueError(
+            f"jacobian: the derivative of primitive '{name}' is not finite at this point "
+            "(e.g. sqrt or log at 0); the function is not locally Lipschitz there"
+        )
+
+
+# ------------------------------------------------------------------ rep helpers
+def _concat(ctx, reps, sizes):
+    N = ctx.ncols
+    center = np.concatenate([np.zeros((s, N)) if r is None else r.center for r, s in zip(reps, sizes)])
+    tables: dict = {}
+    off = 0
+    for r, s in zip(reps, sizes):
+        if r is not None:
+            for gid, (rows, vals) in r.canonical(ctx.choices).tables.items():
+                _add_table(tables, gid, rows + off, vals)
+        off += s
+    return JRep(center, tables)
+
+
+def _split(rep, sizes):
+    out, off = [], 0
+    for s in sizes:
+        out.append(None if rep is None else rep.take_rows(np.arange(off, off + s)))
+        off += s
+    return out
+
+
+# ------------------------------------------------------------------ interpreter
+def _read(env, v):
+    if isinstance(v, jcore.Literal):
+        return _V(jnp.asarray(v.val))
+    return env[v]
+
+
+def _eval_jaxpr(ctx, jaxpr, consts, args):
+    env = {}
+    for var, c in zip(jaxpr.constvars, consts):
+        env[var] = c if isinstance(c, _V) else _V(jnp.asarray(c))
+    for var, a in zip(jaxpr.invars, args):
+        env[var] = a
+    for eqn in jaxpr.eqns:
+        invals = [_read(env, v) for v in eqn.invars]
+        outs = _eval_eqn(ctx, eqn, invals)
+        for var, o in zip(eqn.outvars, outs):
+            if not isinstance(var, jcore.DropVar):
+                env[var] = o
+    return [_read(env, v) for v in jaxpr.outvars]
+
+
+def _eval_closed(ctx, closed, args):
+    return _eval_jaxpr(ctx, closed.jaxpr, closed.consts, args)
+
+
+def _bind(eqn, vals):
+    out = eqn.primitive.bind(*vals, **eqn.params)
+    return list(out) if eqn.primitive.multiple_results else [out]
+
+
+def _eval_eqn(ctx, eqn, invals):
+    name = eqn.primitive.name
+    p = eqn.params
+    if name in ("jit", "pjit", "closed_call", "core_call"):
+        inner = p.get("jaxpr", p.get("call_jaxpr"))
+        return _eval_closed(ctx, inner, invals) if hasattr(inner, "consts") else _eval_jaxpr(ctx, inner, [], invals)
+    if name in ("remat2", "checkpoint", "remat"):
+        return _eval_jaxpr(ctx, p["jaxpr"], [], invals)
+    if name in ("custom_jvp_call", "custom_vjp_call", "custom_vjp_call_jaxpr"):
+        inner = p.get("call_jaxpr", p.get("fun_jaxpr"))
+        return _eval_closed(ctx, inner, invals)
+    if name == "cond":
+        return _cond(ctx, eqn, invals)
+    if name == "scan":
+        return _scan(ctx, eqn, invals)
+    if name == "while":
+        return _while(ctx, eqn, invals)
+
+    vals = [v.val for v in invals]
+    if name in R.COMPARISONS:
+        out = _bind(eqn, vals)[0]
+        if any(v.amb is not None for v in invals):
+            raise ValueError(f"jacobian: comparison '{name}' of a tied (ambiguous) boolean/integer is not supported")
+        amb = R.ambiguous_compare(name, vals[0], vals[1], ctx.tol) if R.is_float(vals[0]) else None
+        return [_V(out, None, amb)]
+    if name in R.LOGICAL and all(jnp.result_type(v) == jnp.bool_ for v in vals):
+        out = _bind(eqn, vals)[0]
+        ambs = [np.zeros(np.shape(out), bool) if v.amb is None else np.broadcast_to(v.amb, np.shape(out)) for v in invals]
+        return [_V(out, None, R.logical(name, vals, ambs))]
+    if name == "convert_element_type" and invals[0].amb is not None:
+        if jnp.issubdtype(p["new_dtype"], jnp.floating):
+            raise JumpError(
+                "jacobian: a tied comparison is converted to a number (e.g. x * (x > 0) at x = 0): "
+                "the program may jump there. Write the selection with jnp.where/jnp.maximum so the "
+                "branches can be compared."
+            )
+        return [_V(_bind(eqn, vals)[0], None, invals[0].amb)]
+    if name == "select_n":
+        return [_select_n(ctx, invals, _bind(eqn, vals)[0])]
+    if name in ("max", "min", "abs", "clamp", "reduce_max", "reduce_min", "argmax", "argmin", "sort"):
+        return _nonsmooth(ctx, eqn, invals)
+
+    for i, v in enumerate(invals):
+        if v.amb is not None:
+            raise ValueError(
+                f"jacobian: primitive '{name}' received a tied comparison result (operand {i}); "
+                "there is no rule to resolve it"
+            )
+    outs = _bind(eqn, vals)
+    if name in R.LOCALLY_CONSTANT or not any(R.is_float(o) for o in outs) or all(v.rep is None for v in invals):
+        return [_V(o) for o in outs]
+    if name not in R.SMOOTH:
+        raise NotImplementedError(
+            f"jacobian: no rule for primitive '{name}'. If it is smooth (differentiable with a "
+            f"continuous JVP), declare it with conservative.register_smooth('{name}'); otherwise "
+            "rewrite the program with supported nonsmooth primitives (max, min, abs, clamp, where, sort)."
+        )
+    fun = (lambda *a: eqn.primitive.bind(*a, **p)) if eqn.primitive.multiple_results else (lambda *a: (eqn.primitive.bind(*a, **p),))
+    reps = R.push_linear(fun, vals, [v.rep for v in invals], len(outs))
+    for r in reps:
+        _check_finite_rep(name, r)
+    return [_V(o, r if R.is_float(o) else None) for o, r in zip(outs, reps)]
+
+
+# ------------------------------------------------------------------ nonsmooth rules
+def _branch_reps(ctx, invals, shape):
+    return [R.broadcast_to(ctx, v.val, v.rep, shape) for v in invals]
+
+
+def _select_n(ctx, invals, out):
+    pred, cases = invals[0], invals[1:]
+    shape = np.shape(out)
+    idx = np.broadcast_to(np.asarray(pred.val).astype(np.int64), shape).ravel()
+    K, s = len(cases), _size(out)
+    active = np.zeros((K, s), dtype=bool)
+    active[idx, np.arange(s)] = True
+    if pred.amb is not None:
+        amb = np.broadcast_to(pred.amb, shape).ravel()
+        active[0, amb] = True
+        active[1, amb] = True
+        tied = np.flatnonzero(amb)
+        case_vals = np.stack([np.broadcast_to(np.asarray(c.val, np.float64), shape).ravel()[tied] for c in cases[:2]])
+        ok = R.values_agree(case_vals, ctx.tol) if R.is_float(out) else np.all(case_vals == case_vals[0], axis=0)
+        if not np.all(ok):
+            j = tied[np.flatnonzero(~ok)[0]]
+            raise JumpError(
+                f"jacobian: where/select_n at flat position {j}: the condition is tied but the branches "
+                f"differ ({case_vals[0][~ok][0]!r} vs {case_vals[1][~ok][0]!r}); the function jumps "
+                "here and is not path differentiable"
+            )
+    if not R.is_float(out) or all(c.rep is None for c in cases):
+        return _V(out)
+    return _V(out, R.select_elementwise(ctx, _branch_reps(ctx, cases, shape), active))
+
+
+def _nonsmooth(ctx, eqn, invals):
+    name, p = eqn.primitive.name, eqn.params
+    vals = [v.val for v in invals]
+    for i, v in enumerate(invals):
+        if v.amb is not None:
+            raise ValueError(f"jacobian: primitive '{name}' received a tied comparison result (operand {i})")
+    outs = _bind(eqn, vals)
+    tol = ctx.tol
+    if name in ("argmax", "argmin"):
+        x = np.moveaxis(np.asarray(vals[0], np.float64), p["axes"][0], -1)
+        ext = x.max(axis=-1, keepdims=True) if name == "argmax" else x.min(axis=-1, keepdims=True)
+        if np.any(np.sum(np.abs(x - ext) <= tol, axis=-1) > 1):
+            raise ValueError(
+                f"jacobian: {name} at a tie: the returned index is not locally constant and index "
+                "selections are not tracked; use jnp.max/jnp.min (whose ties are handled) instead"
+            )
+        return [_V(o) for o in outs]
+    out = outs[0]
+    if name == "sort":
+        return _sort(ctx, eqn, invals, outs)
+    if all(v.rep is None for v in invals):
+        return [_V(o) for o in outs]
+    shape = np.shape(out)
+    if name in ("max", "min", "abs", "clamp"):
+        xs = [np.broadcast_to(np.asarray(v, np.float64), shape).ravel() for v in vals]
+        if name == "max":
+            active = np.stack([xs[0] >= xs[1] - tol, xs[1] >= xs[0] - tol])
+            branches = _branch_reps(ctx, invals, shape)
+        elif name == "min":
+            active = np.stack([xs[0] <= xs[1] + tol, xs[1] <= xs[0] + tol])
+            branches = _branch_reps(ctx, invals, shape)
+        elif name == "abs":
+            active = np.stack([xs[0] >= -tol, xs[0] <= tol])
+            rep = invals[0].rep
+            branches = [rep, R.negate(ctx, vals[0], rep)]
+        else:  # clamp(lo, x, hi)
+            lo, x, hi = xs
+            active = np.stack([x <= lo + tol, (x >= lo - tol) & (x <= hi + tol), x >= hi - tol])
+            branches = _branch_reps(ctx, invals, shape)
+        return [_V(out, R.select_elementwise(ctx, branches, active))]
+    # reduce_max / reduce_min
+    axes = tuple(p["axes"])
+    x = np.asarray(vals[0], np.float64)
+    keep = [a for a in range(x.ndim) if a not in axes]
+    xm = np.transpose(x, keep + list(axes)).reshape(_size(out), -1)
+    src = np.transpose(np.arange(x.size).reshape(x.shape), keep + list(axes)).reshape(_size(out), -1)
+    ext = xm.max(axis=1, keepdims=True) if name == "reduce_max" else xm.min(axis=1, keepdims=True)
+    active = np.abs(xm - ext) <= tol
+    rep = invals[0].rep
+    first = src[np.arange(len(src)), np.argmax(active, axis=1)]
+    single = active.sum(axis=1) == 1
+    base = rep.take_rows(first).restrict(single)
+    blocks = [(np.array([o]), [rep.take_rows(np.array([j])) for j in src[o][active[o]]])
+              for o in np.flatnonzero(~single)]
+    return [_V(out, choose(ctx.choices, base, blocks) if blocks else base)]
+
+
+def _sort(ctx, eqn, invals, outs):
+    p = eqn.params
+    dim = p["dimension"]
+    keys = np.asarray(invals[0].val, np.float64) if R.is_float(invals[0].val) else None
+    if keys is None or all(v.rep is None for v in invals):
+        return [_V(o) for o in outs]
+    if p["num_keys"] != 1:
+        raise NotImplementedError("jacobian: sort with several keys is not supported")
+    perm = np.argsort(keys, axis=dim, kind="stable")
+    flat_idx = np.arange(keys.size).reshape(keys.shape)
+    src = np.take_along_axis(flat_idx, perm, axis=dim)  # output position -> input flat index
+    sk = np.moveaxis(np.take_along_axis(keys, perm, axis=dim), dim, -1)
+    pos = np.moveaxis(np.arange(keys.size).reshape(keys.shape), dim, -1)
+    srcm = np.moveaxis(src, dim, -1)
+    lines = [(sk[i], pos[i], srcm[i]) for i in np.ndindex(sk.shape[:-1])]
+    res = []
+    float_reps = [i for i, v in enumerate(invals) if v.rep is not None]
+    for k, (v, o) in enumerate(zip(invals, outs)):
+        if v.rep is None:
+            res.append(_V(o))
+            continue
+        base = v.rep.take_rows(src.ravel())
+        blocks = []
+        for keyline, posline, srcline in lines:
+            for a, b in R.sort_blocks(keyline, ctx.tol):
+                if len(float_reps) > 1 or k != 0:
+                    ov = np.asarray(v.val, np.float64).ravel()[srcline[a:b]]
+                    if len(float_reps) > 1 and not np.all(R.values_agree(ov[:, None], ctx.tol)):
+                        raise NotImplementedError("jacobian: sort of several operands with tied keys is not supported")
+                perms = R.permutations_block(b - a, ctx.choices.max_selections)
+                if perms is None:
+                    raise ValueError(
+                        f"jacobian: sort has a tie block of {b - a} equal keys ({math.factorial(b - a)} "
+                        f"orderings) above max_selections={ctx.choices.max_selections}"
+                    )
+                P = posline[a:b]
+                blocks.append((P, [v.rep.take_rows(srcline[a:b][list(pi)]) for pi in perms]))
+        if blocks:
+            mask = np.ones(_size(o), bool)
+            mask[np.concatenate([P for P, _ in blocks])] = False
+            res.append(_V(o, choose(ctx.choices, base.restrict(mask), blocks)))
+        else:
+            res.append(_V(o, base))
+    return res
+
+
+# ------------------------------------------------------------------ control flow
+def _cond(ctx, eqn, invals):
+    index, ops = invals[0], invals[1:]
+    branches = eqn.params["branches"]
+    i = int(np.asarray(index.val))
+    if index.amb is None:
+        return _eval_closed(ctx, branches[i], ops)
+    candidates = sorted({0, 1} & set(range(len(branches))))
+    results = [_eval_closed(ctx, branches[b], ops) for b in candidates]
+    for k in range(len(results[0])):
+        vs = np.stack([np.asarray(r[k].val, np.float64).ravel() for r in results])
+        if not np.all(R.values_agree(vs, ctx.tol)):
+            raise JumpError(
+                f"jacobian: lax.cond with a tied predicate: the branches give different values for "
+                f"output {k}; the function jumps here and is not path differentiable"
+            )
+    outs = results[0]
+    float_out = [k for k, o in enumerate(outs) if R.is_float(o.val)]
+    sizes = [_size(outs[k].val) for k in float_out]
+    if not float_out or all(r[k].rep is None for r in results for k in float_out):
+        return outs
+    options = [_concat(ctx, [r[k].rep for k in float_out], sizes) for r in results]
+    total = sum(sizes)
+    joint = choose(ctx.choices, JRep(np.zeros((total, ctx.ncols))), [(np.arange(total), options)])
+    parts = _split(joint, sizes)
+    new = list(outs)
+    for k, rep in zip(float_out, parts):
+        new[k] = _V(outs[k].val, rep)
+    return new
+
+
+def _slice_v(v, t, inner):
+    val = v.val[t]
+    rep = None if v.rep is None else v.rep.take_rows(np.arange(t * inner, (t + 1) * inner))
+    amb = None if v.amb is None else v.amb[t]
+    return _V(val, rep, amb)
+
+
+def _scan(ctx, eqn, invals):
+    p = eqn.params
+    nc, ncar, L = p["num_consts"], p["num_carry"], p["length"]
+    consts, carry, xs = invals[:nc], list(invals[nc : nc + ncar]), invals[nc + ncar :]
+    inner = [_size(x.val) // max(L, 1) for x in xs]
+    ys = [None] * L
+    order = range(L - 1, -1, -1) if p["reverse"] else range(L)
+    for t in order:
+        x_t = [_slice_v(x, t, s) for x, s in zip(xs, inner)]
+        out = _eval_closed(ctx, p["jaxpr"], consts + carry + x_t)
+        carry, ys[t] = out[:ncar], out[ncar:]
+    n_y = len(eqn.outvars) - ncar
+    stacked = []
+    for k in range(n_y):
+        per = [ys[t][k] for t in range(L)]
+        val = jnp.stack([y.val for y in per]) if L else jnp.zeros(eqn.outvars[ncar + k].aval.shape, eqn.outvars[ncar + k].aval.dtype)
+        if any(y.amb is not None for y in per):
+            raise ValueError("jacobian: scan outputs that carry tied comparison results are not supported")
+        rep = None
+        if any(y.rep is not None for y in per):
+            rep = _concat(ctx, [y.rep for y in per], [_size(y.val) for y in per])
+        stacked.append(_V(val, rep))
+    return carry + stacked
+
+
+def _while(ctx, eqn, invals):
+    p = eqn.params
+    cn, bn = p["cond_nconsts"], p["body_nconsts"]
+    cconsts, bconsts, carry = invals[:cn], invals[cn : cn + bn], list(invals[cn + bn :])
+    step = 0
+    while True:
+        (pred,) = _eval_closed(ctx, p["cond_jaxpr"], cconsts + carry)
+        if pred.amb is not None:
+            raise JumpError(
+                f"jacobian: while_loop condition is tied at iteration {step}: the trip count is not "
+                "locally constant here"
+            )
+        if not bool(pred.val):
+            return carry
+        carry = _eval_closed(ctx, p["body_jaxpr"], bconsts + carry)
+        step += 1
+
+
+# ------------------------------------------------------------------ public API
+def _prepare(fun, argnums, args):
+    if isinstance(argnums, int):
+        argnums_t = (argnums,)
+    elif isinstance(argnums, (tuple, list)) and all(isinstance(a, int) for a in argnums) and argnums:
+        argnums_t = tuple(argnums)
+    else:
+        raise TypeError(f"argnums: expected an int or a non-empty tuple of ints, got {argnums!r}")
+    for a in argnums_t:
+        if not -len(args) <= a < len(args):
+            raise ValueError(f"argnums: {a} is out of range for {len(args)} positional arguments")
+    argnums_t = tuple(a % len(args) for a in argnums_t)
+    leaves, treedef = jax.tree_util.tree_flatten(args)
+    leaves = [jnp.asarray(l) for l in leaves]
+    counts = [len(jax.tree_util.tree_leaves(a)) for a in args]
+    starts = np.cumsum([0] + counts)
+    diff_leaves = [i for a in argnums_t for i in range(starts[a], starts[a + 1])]
+    for i in diff_leaves:
+        x = leaves[i]
+        if not R.is_float(x):
+            raise TypeError(
+                f"jacobian: differentiated arguments must be floating point, got dtype {x.dtype} "
+                f"(leaf {i} of the arguments)"
+            )
+        if x.dtype in (jnp.float32, jnp.float16, jnp.bfloat16):
+            warnings.warn(
+                f"jacobian: argument leaf {i} is {x.dtype}; set-valued computations need float64 "
+                "(jax.config.update('jax_enable_x64', True)) to decide ties reliably",
+                UserWarning,
+                stacklevel=3,
+            )
+        if not bool(jnp.all(jnp.isfinite(x))):
+            raise ValueError(f"jacobian: argument leaf {i} contains non-finite values")
+    return leaves, treedef, diff_leaves
+
+
+def value_and_jacobian(fun, argnums=0, *, tol: float = 0.0, max_selections: int = 4096):
+    """Like ``jacobian`` but the returned function gives ``(fun(*args), J)``."""
+    if not callable(fun):
+        raise TypeError(f"fun: expected a callable, got {type(fun).__name__}")
+    if not (isinstance(tol, (int, float)) and math.isfinite(tol) and tol >= 0):
+        raise ValueError(f"tol: expected a finite nonnegative number, got {tol!r}")
+    if not (isinstance(max_selections, int) and max_selections >= 1):
+        raise ValueError(f"max_selections: expected a positive int, got {max_selections!r}")
+
+    def wrapped(*args, **kwargs):
+        leaves, treedef, diff = _prepare(fun, argnums, args)
+
+        def flat_fun(*ls):
+            return fun(*jax.tree_util.tree_unflatten(treedef, ls), **kwargs)
+
+        closed, out_shape = jax.make_jaxpr(flat_fun, return_shape=True)(*leaves)
+        sizes = [_size(leaves[i]) for i in diff]
+        N = int(sum(sizes))
+        ctx = _Ctx(N, tol, max_selections)
+        offsets = np.cumsum([0] + sizes)
+        inputs = [_V(l) for l in leaves]
+        for k, i in enumerate(diff):
+            center = np.zeros((sizes[k], N))
+            center[np.arange(sizes[k]), offsets[k] + np.arange(sizes[k])] = 1.0
+            inputs[i] = _V(leaves[i], JRep(center))
+        outs = _eval_closed(ctx, closed, inputs)
+        out_leaves = jax.tree_util.tree_leaves(out_shape)
+        for o in outs:
+            if not R.is_float(o.val):
+                raise TypeError(f"jacobian: outputs must be floating point, got dtype {jnp.result_type(o.val)}")
+        out_sizes = [_size(o.val) for o in outs]
+        rep = _concat(ctx, [o.rep for o in outs], out_sizes)
+        J = rep.to_matrix_set(ctx.choices, (int(sum(out_sizes)), N))
+        value = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(out_shape), [o.val for o in outs])
+        assert len(out_leaves) == len(outs)
+        return value, J
+
+    return wrapped
+
+
+def jacobian(fun, argnums=0, *, tol: float = 0.0, max_selections: int = 4096):
+    """The conservative Jacobian of ``fun`` as a function returning a ``MatrixSet``.
+
+    Like ``jax.jacfwd(fun, argnums)``, but ``jacobian(fun)(*args)`` is the *set*
+    conv{J_σ : σ a selection of the pieces active at args} of shape (output size, input size)
+    (see the module docstring for the semantics: ties within ``tol``, independent choices per
+    occurrence, pytree flattening order, ``custom_jvp`` handling).
+
+    ``max_selections`` bounds the joint selections of interacting ties (and tie-block orderings
+    of ``sort``); independent ties cost nothing against it.  Exceeding it raises
+    ``SetTooLargeError`` naming the limit.
+    """
+    vj = value_and_jacobian(fun, argnums, tol=tol, max_selections=max_selections)
+
+    def jac(*args, **kwargs):
+        return vj(*args, **kwargs)[1]
+
+    return jac

@@ -1,0 +1,539 @@
+"""``MatrixSet``: compact convex sets of m×n matrices, as Minkowski sums of convex hulls.
+
+A ``MatrixSet`` represents
+
+    S = C + conv(G_1) + ... + conv(G_p)        (Minkowski sum)
+
+with a center matrix C and finite groups G_g = {G_g,1, ..., G_g,k_g} of m×n matrices.  The
+plain convex hull conv{M_1, ..., M_k} is the case p = 1; a zonotope C + Σ_j [0, 1]·Z_j is the
+case of p groups {0, Z_j}.  Conservative Jacobians of piecewise-smooth programs are naturally
+of this form: each independent tie of the program contributes one group, so a function with
+t elementwise ties is stored with O(t) matrices instead of 2^t vertices (Bolte & Pauwels'
+conservative calculus; slides "Conservative gradients", Vaiter 2023).
+
+Groups are stored sparsely: a group keeps only the flat matrix entries on which its points
+differ, so a tie that changes one diagonal entry of a 1000×1000 Jacobian costs two numbers.
+
+Queries never enumerate vertices unless asked to:
+
+* ``support(D) = max_{X∈S} ⟨D, X⟩ = ⟨D, C⟩ + Σ_g max_i ⟨D, G_g,i⟩``  (exact);
+* ``distance(M)`` / ``project(M)`` / ``contains(M)``: a small QP over the group weights in the
+  coordinates the groups touch, with a certified lower bound from duality (see ``_qp``);
+* ``vertices``: extreme points of the sum, enumerated from the extreme points of each
+  group and pruned by certified linear programs, up to ``max_vertices`` candidates (a clear
+  ``SetTooLargeError`` otherwise).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+
+from ._hull import extreme_points, unique_rows
+from ._qp import min_norm_point
+
+__all__ = ["MatrixSet", "SetTooLargeError", "DEFAULT_MAX_VERTICES"]
+
+DEFAULT_MAX_VERTICES = 4096
+
+
+class SetTooLargeError(ValueError):
+    """A query would need more vertices than the configured limit."""
+
+
+def _as_float_array(x, name: str) -> np.ndarray:
+    if isinstance(x, MatrixSet):
+        raise TypeError(f"{name}: expected an array of matrices, got a MatrixSet")
+    try:
+        arr = np.asarray(x)
+    except Exception as exc:  # noqa: BLE001
+        raise TypeError(f"{name}: expected an array-like of numbers, got {type(x).__name__}") from exc
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise TypeError(f"{name}: expected numeric data, got dtype {arr.dtype} ({type(x).__name__})")
+    if np.iscomplexobj(arr):
+        raise TypeError(f"{name}: complex matrices are not supported")
+    if arr.dtype in (np.float32, np.float16):
+        warnings.warn(
+            f"{name}: received {arr.dtype} data; set computations run in float64 but the input "
+            "rounding (about 1e-7 relative) limits their accuracy. Enable float64 with "
+            "jax.config.update('jax_enable_x64', True).",
+            UserWarning,
+            stacklevel=3,
+        )
+    arr = arr.astype(np.float64)
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name}: contains non-finite values (NaN or inf)")
+    return arr
+
+
+def _as_matrix(M, shape, name: str) -> np.ndarray:
+    arr = _as_float_array(M, name)
+    if arr.shape != tuple(shape):
+        raise ValueError(f"{name}: expected a matrix of shape {tuple(shape)}, got {arr.shape}")
+    return arr
+
+
+class _Group:
+    """Points of one group, stored on the flat entries ``idx`` where they differ."""
+
+    __slots__ = ("idx", "vals")
+
+    def __init__(self, idx: np.ndarray, vals: np.ndarray):
+        self.idx = idx
+        self.vals = vals
+
+    @property
+    def k(self) -> int:
+        return self.vals.shape[0]
+
+    def dense(self, size: int) -> np.ndarray:
+        out = np.zeros((self.k, size))
+        out[:, self.idx] = self.vals
+        return out
+
+
+def _normalize(center: np.ndarray, dense_groups) -> tuple[np.ndarray, tuple]:
+    """Fold each group's first point into the center; keep entries where points differ."""
+    center = center.copy()
+    groups = []
+    for G in dense_groups:
+        G = unique_rows(G)
+        if G.shape[0] == 1:
+            center += G[0]
+            continue
+        center += G[0]
+        D = G - G[0]
+        idx = np.flatnonzero(np.any(D != 0, axis=0))
+        groups.append(_Group(idx, D[:, idx]))
+    return center, tuple(groups)
+
+
+class MatrixSet:
+    """The compact convex set C + conv(G_1) + ... + conv(G_p) of m×n matrices (immutable).
+
+    ``MatrixSet(generators)`` builds the convex hull conv{M_1, ..., M_k} of an array of shape
+    (k, m, n), a sequence of m×n matrices, or a single m×n matrix (a singleton).  Use
+    ``MatrixSet.minkowski_sum_of_hulls`` or ``MatrixSet.zonotope`` for the structured forms.
+    All data is float64; float32 input triggers a warning, non-finite input a ``ValueError``.
+    """
+
+    __slots__ = ("_shape", "_center", "_groups", "_n_generators", "_vertex_cache")
+    max_vertices = DEFAULT_MAX_VERTICES
+
+    def __init__(self, generators):
+        if isinstance(generators, MatrixSet):
+            self._init_from(generators._shape, generators._center, generators._groups, len(generators))
+            return
+        if isinstance(generators, Sequence) and not isinstance(generators, str):
+            if len(generators) == 0:
+                raise ValueError("generators: empty family; a MatrixSet needs at least one matrix")
+            shapes = {np.shape(g) for g in generators}
+            if len(shapes) != 1:
+                raise ValueError(f"generators: matrices of different shapes {sorted(shapes)}")
+        arr = _as_float_array(generators, "generators")
+        if arr.ndim == 2:
+            arr = arr[None]
+        if arr.ndim != 3:
+            raise ValueError(
+                f"generators: expected shape (k, m, n) or a sequence of m×n matrices, got shape {arr.shape}"
+            )
+        k, m, n = arr.shape
+        if k == 0:
+            raise ValueError("generators: empty family; a MatrixSet needs at least one matrix")
+        if m == 0 or n == 0:
+            raise ValueError(f"generators: matrices must be non-empty, got shape {(m, n)}")
+        center, groups = _normalize(np.zeros(m * n), [arr.reshape(k, m * n)])
+        self._init_from((m, n), center, groups, k)
+
+    def _init_from(self, shape, center, groups, n_generators):
+        object.__setattr__(self, "_shape", (int(shape[0]), int(shape[1])))
+        center = np.array(center, dtype=np.float64)
+        center.flags.writeable = False
+        for g in groups:
+            g.idx.flags.writeable = False
+            g.vals.flags.writeable = False
+        object.__setattr__(self, "_center", center)
+        object.__setattr__(self, "_groups", tuple(groups))
+        object.__setattr__(self, "_n_generators", int(n_generators))
+        object.__setattr__(self, "_vertex_cache", None)
+
+    def __setattr__(self, name, value):
+        raise AttributeError("MatrixSet is immutable")
+
+    # ----------------------------------------------------------------- constructors
+    @classmethod
+    def _from_parts(cls, shape, center, dense_groups) -> MatrixSet:
+        center, groups = _normalize(np.asarray(center, dtype=np.float64).ravel(), dense_groups)
+        obj = object.__new__(cls)
+        n_gen = sum(g.k for g in groups) or 1
+        obj._init_from(shape, center, groups, n_gen)
+        return obj
+
+    @classmethod
+    def _from_sparse(cls, shape, center, groups) -> MatrixSet:
+        """Internal constructor from already-normalized sparse groups (no copies)."""
+        obj = object.__new__(cls)
+        obj._init_from(shape, center, groups, sum(g.k for g in groups) or 1)
+        return obj
+
+    @classmethod
+    def minkowski_sum_of_hulls(cls, center, groups) -> MatrixSet:
+        """C + conv(G_1) + ... + conv(G_p) from a center (m, n) and arrays G_g of shape (k_g, m, n)."""
+        C = _as_float_array(center, "center")
+        if C.ndim != 2:
+            raise ValueError(f"center: expected an m×n matrix, got shape {C.shape}")
+        dense = []
+        for i, G in enumerate(groups):
+            G = _as_float_array(G, f"groups[{i}]")
+            if G.ndim != 3 or G.shape[1:] != C.shape or G.shape[0] == 0:
+                raise ValueError(f"groups[{i}]: expected shape (k, {C.shape[0]}, {C.shape[1]}) with k ≥ 1, got {G.shape}")
+            dense.append(G.reshape(G.shape[0], -1))
+        return cls._from_parts(C.shape, C, dense)
+
+    @classmethod
+    def zonotope(cls, center, segments) -> MatrixSet:
+        """The zonotope C + Σ_j [0, 1]·Z_j for segments Z of shape (p, m, n)."""
+        Z = _as_float_array(segments, "segments")
+        if Z.ndim != 3:
+            raise ValueError(f"segments: expected shape (p, m, n), got {Z.shape}")
+        zero = np.zeros_like(Z[:1])
+        return cls.minkowski_sum_of_hulls(center, [np.concatenate([zero, Z[j : j + 1]]) for j in range(len(Z))])
+
+    # ----------------------------------------------------------------- basic properties
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(m, n): the shape of every matrix in the set."""
+        return self._shape
+
+    def __len__(self) -> int:
+        """Number of stored generators (Σ_g k_g; 1 for a singleton)."""
+        return self._n_generators
+
+    @property
+    def center(self) -> np.ndarray:
+        """The center C (a member of the set: every group's first point is folded into it)."""
+        return self._center.reshape(self._shape).copy()
+
+    @property
+    def groups(self) -> list[np.ndarray]:
+        """The groups G_g - (first point) as dense arrays (k_g, m, n): S = C + Σ_g conv(G_g)."""
+        size = self._shape[0] * self._shape[1]
+        return [g.dense(size).reshape((g.k,) + self._shape) for g in self._groups]
+
+    @property
+    def is_singleton(self) -> bool:
+        return not self._groups
+
+    @property
+    def num_candidate_vertices(self) -> int:
+        """Π_g k_g: an upper bound on the number of vertices of the Minkowski sum."""
+        return math.prod(g.k for g in self._groups)
+
+    def __repr__(self) -> str:
+        m, n = self._shape
+        if self.is_singleton:
+            return f"MatrixSet(singleton {m}×{n})"
+        sizes = [g.k for g in self._groups]
+        if len(sizes) == 1:
+            return f"MatrixSet(conv of {sizes[0]} matrices {m}×{n})"
+        return f"MatrixSet({m}×{n}: center + Minkowski sum of {len(sizes)} hulls of sizes {sizes})"
+
+    # ----------------------------------------------------------------- vertices
+    def enumerate_vertices(self, max_vertices: int | None = None) -> np.ndarray:
+        """Extreme points of S as an array (k', m, n).
+
+        The vertices of a Minkowski sum are sums of vertices of the summands, so each group is
+        pruned to its extreme points first, then the Π_g k_g candidate sums are pruned by
+        certified LPs (``_hull.extreme_points``).  Raises ``SetTooLargeError`` when the number of
+        candidates exceeds ``max_vertices`` (default ``MatrixSet.max_vertices`` = 4096).
+        """
+        limit = self.max_vertices if max_vertices is None else int(max_vertices)
+        if self._vertex_cache is not None:
+            return self._vertex_cache.copy()
+        m, n = self._shape
+        if self.is_singleton:
+            V = self._center.reshape(1, m, n).copy()
+            object.__setattr__(self, "_vertex_cache", V)
+            return V.copy()
+        pruned = [extreme_points(g.vals) for g in self._groups]
+        count = math.prod(len(p) for p in pruned)
+        if count > limit:
+            raise SetTooLargeError(
+                f"MatrixSet.vertices: the set is a Minkowski sum of {len(pruned)} polytopes with up to "
+                f"{count} candidate vertices, above max_vertices={limit}. Raise the limit with "
+                "S.enumerate_vertices(max_vertices=...) or MatrixSet.max_vertices, or use support(), "
+                "contains(), distance() and project(), which never enumerate vertices."
+            )
+        size = m * n
+        sums = np.tile(self._center, (1, 1))
+        for g, P in zip(self._groups, pruned):
+            dense = np.zeros((len(P), size))
+            dense[:, g.idx] = P
+            sums = (sums[:, None, :] + dense[None, :, :]).reshape(-1, size)
+        if len(pruned) > 1:
+            touched = np.unique(np.concatenate([g.idx for g in self._groups]))
+            keep = extreme_points(sums[:, touched])
+            # map back: rows of sums whose touched part is an extreme point (deduplicated)
+            _, first = np.unique(sums[:, touched], axis=0, return_index=True)
+            lookup = {tuple(sums[i, touched]): i for i in first}
+            sums = sums[[lookup[tuple(row)] for row in keep]]
+        V = sums.reshape(-1, m, n)
+        object.__setattr__(self, "_vertex_cache", V)
+        return V.copy()
+
+    @property
+    def vertices(self) -> np.ndarray:
+        """The extreme points (k', m, n); see ``enumerate_vertices`` for the size limit."""
+        return self.enumerate_vertices()
+
+    # ----------------------------------------------------------------- queries
+    def support(self, D) -> float:
+        """σ_S(D) = max_{X∈S} ⟨D, X⟩ = ⟨D, C⟩ + Σ_g max_i ⟨D, G_g,i⟩ (Frobenius inner product)."""
+        d = _as_matrix(D, self._shape, "D").ravel()
+        return float(d @ self._center + sum(np.max(g.vals @ d[g.idx]) for g in self._groups))
+
+    def argsupport(self, D) -> np.ndarray:
+        """A maximiser of ⟨D, X⟩ over S (one vertex per group, summed)."""
+        d = _as_matrix(D, self._shape, "D").ravel()
+        x = self._center.copy()
+        for g in self._groups:
+            x[g.idx] += g.vals[int(np.argmax(g.vals @ d[g.idx]))]
+        return x.reshape(self._shape)
+
+    def _distance(self, M):
+        y = _as_matrix(M, self._shape, "M").ravel() - self._center
+        if self.is_singleton:
+            r = float(np.linalg.norm(y))
+            return self._center.copy(), r, r
+        touched = np.unique(np.concatenate([g.idx for g in self._groups]))
+        pos = {int(t): i for i, t in enumerate(touched)}
+        outside = np.delete(y, touched)
+        r_out = float(outside @ outside)
+        A = []
+        for g in self._groups:
+            Ag = np.zeros((len(touched), g.k))
+            Ag[[pos[int(i)] for i in g.idx], :] = g.vals.T
+            A.append(Ag)
+        res = min_norm_point(y[touched], A)
+        x = self._center.copy()
+        x[touched] += res.point
+        return x, math.sqrt(res.lower**2 + r_out), math.sqrt(res.upper**2 + r_out)
+
+    def distance_bounds(self, M) -> tuple[float, float]:
+        """Certified (lower, upper) bounds on the Frobenius distance from M to S."""
+        _, lo, hi = self._distance(M)
+        return lo, hi
+
+    def distance(self, M) -> float:
+        """Frobenius distance from M to S (the upper bound, attained by ``project(M)``)."""
+        return self._distance(M)[2]
+
+    def project(self, M) -> np.ndarray:
+        """The nearest point of S to M in the Frobenius norm (a QP; see ``_qp``)."""
+        return self._distance(M)[0].reshape(self._shape)
+
+    def contains(self, M, tol: float = 1e-9) -> bool:
+        """Is dist_F(M, S) ≤ tol?  Decided from certified distance bounds.
+
+        In the rare case where the bounds straddle ``tol`` (solver inaccuracy) the answer is
+        ``lower ≤ tol`` and a warning reports both bounds.
+        """
+        if tol < 0:
+            raise ValueError(f"tol: expected a nonnegative tolerance, got {tol}")
+        _, lo, hi = self._distance(M)
+        if hi <= tol:
+            return True
+        if lo > tol:
+            return False
+        warnings.warn(
+            f"MatrixSet.contains: inconclusive, distance in [{lo:.3e}, {hi:.3e}] straddles tol={tol:.3e}",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return True
+
+    def diameter(self) -> float:
+        """max_{X,Y∈S} ‖X - Y‖_F (attained at a pair of vertices)."""
+        V = self.vertices.reshape(-1, self._shape[0] * self._shape[1])
+        if len(V) == 1:
+            return 0.0
+        sq = np.sum(V**2, axis=1)
+        d2 = sq[:, None] + sq[None, :] - 2 * V @ V.T
+        return float(math.sqrt(max(0.0, float(d2.max()))))
+
+    # ----------------------------------------------------------------- algebra
+    def _check_set(self, other, name="other") -> MatrixSet:
+        if not isinstance(other, MatrixSet):
+            raise TypeError(f"{name}: expected a MatrixSet, got {type(other).__name__}")
+        return other
+
+    def _dense_groups(self):
+        size = self._shape[0] * self._shape[1]
+        return [g.dense(size) for g in self._groups]
+
+    def linear_image(self, fn, out_shape) -> MatrixSet:
+        """Image under a *linear* map X ↦ fn(X) (m×n → out_shape): fn(C) + Σ_g conv(fn(G_g)).
+
+        ``fn`` must be linear (not affine); it receives a stack (k, m, n) and returns (k, p, q).
+        """
+        m, n = self._shape
+        C = np.asarray(fn(self._center.reshape(1, m, n)), dtype=np.float64).reshape(1, -1)
+        dense = [np.asarray(fn(G.reshape(-1, m, n)), dtype=np.float64).reshape(G.shape[0], -1)
+                 for G in self._dense_groups()]
+        return MatrixSet._from_parts(out_shape, C[0], dense)
+
+    def minkowski_sum(self, other: MatrixSet) -> MatrixSet:
+        """S + T = {X + Y : X ∈ S, Y ∈ T}: centers add, groups are concatenated (exact)."""
+        other = self._check_set(other)
+        if other.shape != self.shape:
+            raise ValueError(f"other: Minkowski sum needs equal shapes, got {self.shape} and {other.shape}")
+        return MatrixSet._from_sparse(self._shape, self._center + other._center, self._groups + other._groups)
+
+    def translate(self, M) -> MatrixSet:
+        """S + M = {X + M : X ∈ S}."""
+        M = _as_matrix(M, self._shape, "M")
+        return MatrixSet._from_sparse(self._shape, self._center + M.ravel(), self._groups)
+
+    def __add__(self, other):
+        if isinstance(other, MatrixSet):
+            return self.minkowski_sum(other)
+        return self.translate(other)
+
+    __radd__ = __add__
+
+    def scale(self, c: float) -> MatrixSet:
+        """c·S = {cX : X ∈ S}."""
+        c = float(c)
+        if not math.isfinite(c):
+            raise ValueError(f"c: expected a finite scalar, got {c}")
+        groups = tuple(type(g)(g.idx, c * g.vals) for g in self._groups) if c != 0 else ()
+        return MatrixSet._from_sparse(self._shape, c * self._center, groups)
+
+    def __mul__(self, c):
+        if np.ndim(c) != 0:
+            raise TypeError("MatrixSet * x needs a scalar x; use A @ S or S @ B for matrix products")
+        return self.scale(c)
+
+    __rmul__ = __mul__
+
+    def __neg__(self):
+        return self.scale(-1.0)
+
+    def left_multiply(self, A) -> MatrixSet:
+        """A·S = {A X : X ∈ S} (a linear image: exact, no vertex enumeration)."""
+        A = _as_float_array(A, "A")
+        if A.ndim != 2 or A.shape[1] != self._shape[0]:
+            raise ValueError(f"A: expected a matrix with {self._shape[0]} columns, got shape {A.shape}")
+        return self.linear_image(lambda X: A @ X, (A.shape[0], self._shape[1]))
+
+    def right_multiply(self, B) -> MatrixSet:
+        """S·B = {X B : X ∈ S} (a linear image: exact, no vertex enumeration)."""
+        B = _as_float_array(B, "B")
+        if B.ndim != 2 or B.shape[0] != self._shape[1]:
+            raise ValueError(f"B: expected a matrix with {self._shape[1]} rows, got shape {B.shape}")
+        return self.linear_image(lambda X: X @ B, (self._shape[0], B.shape[1]))
+
+    def product(self, other: MatrixSet) -> MatrixSet:
+        """conv{X Y : X ∈ S, Y ∈ T}, the set the chain rule needs.
+
+        (X, Y) ↦ XY is bilinear, so the hull of the products is the hull of products of
+        vertices: conv{V_i W_j}.  Enumerates vertices (subject to ``max_vertices``).
+        """
+        other = self._check_set(other)
+        if self._shape[1] != other.shape[0]:
+            raise ValueError(f"other: cannot multiply sets of shapes {self.shape} and {other.shape}")
+        if self.is_singleton:
+            return other.left_multiply(self.center)
+        if other.is_singleton:
+            return self.right_multiply(other.center)
+        V, W = self.vertices, other.vertices
+        P = np.einsum("imk,jkn->ijmn", V, W).reshape(-1, self._shape[0], other.shape[1])
+        return MatrixSet(P)
+
+    def __matmul__(self, other):
+        if isinstance(other, MatrixSet):
+            return self.product(other)
+        return self.right_multiply(other)
+
+    def __rmatmul__(self, other):
+        return self.left_multiply(other)
+
+    def transpose(self) -> MatrixSet:
+        """Sᵀ = {Xᵀ : X ∈ S}."""
+        m, n = self._shape
+        return self.linear_image(lambda X: np.swapaxes(X, 1, 2), (n, m))
+
+    @property
+    def T(self) -> MatrixSet:
+        return self.transpose()
+
+    @staticmethod
+    def hstack(sets: Sequence[MatrixSet], *, coupled: bool = True) -> MatrixSet:
+        """Horizontal concatenation of blocks.
+
+        ``coupled=True`` (blocks of the same selections): all sets must be plain hulls with the
+        same number k of stored generators, paired by index: conv{[X¹_i, X²_i, ...] : i ≤ k}.
+        ``coupled=False`` (independent blocks): {[X¹, X², ...] : Xʲ ∈ Sʲ}, the Minkowski sum of
+        the embedded blocks (exact, no enumeration).
+        """
+        sets = list(sets)
+        if not sets:
+            raise ValueError("sets: expected at least one MatrixSet")
+        for i, s in enumerate(sets):
+            if not isinstance(s, MatrixSet):
+                raise TypeError(f"sets[{i}]: expected a MatrixSet, got {type(s).__name__}")
+        m = sets[0].shape[0]
+        if any(s.shape[0] != m for s in sets):
+            raise ValueError(f"sets: blocks must have the same number of rows, got {[s.shape for s in sets]}")
+        widths = [s.shape[1] for s in sets]
+        N = sum(widths)
+        offsets = np.cumsum([0] + widths[:-1])
+
+        def embed(X, off, w):
+            out = np.zeros(X.shape[:-2] + (m, N))
+            out[..., off : off + w] = X
+            return out
+
+        if not coupled:
+            total = None
+            for s, off, w in zip(sets, offsets, widths):
+                e = s.linear_image(lambda X, off=off, w=w: embed(X, off, w), (m, N))
+                total = e if total is None else total + e
+            return total
+        gens = []
+        for i, s in enumerate(sets):
+            if len(s._groups) > 1:
+                raise ValueError(
+                    f"sets[{i}]: coupled concatenation pairs generators by index and needs plain hulls "
+                    "(MatrixSet(generators)), not Minkowski sums"
+                )
+            gens.append(s.generators)
+        k = {len(g) for g in gens}
+        if len(k) != 1:
+            raise ValueError(f"sets: coupled blocks need the same number of generators, got {[len(g) for g in gens]}")
+        return MatrixSet(np.concatenate(gens, axis=2))
+
+    @property
+    def generators(self) -> np.ndarray:
+        """The stored generators of a plain hull, as (k, m, n): C + G_1,i for each i.
+
+        For a Minkowski sum of several hulls use ``groups``/``center`` or ``vertices``.
+        """
+        m, n = self._shape
+        if self.is_singleton:
+            return self._center.reshape(1, m, n).copy()
+        if len(self._groups) > 1:
+            raise ValueError("generators: the set is a Minkowski sum of several hulls; use vertices or groups")
+        return (self._center + self._dense_groups()[0]).reshape(-1, m, n)
+
+    def split_columns(self, n1: int) -> tuple[MatrixSet, MatrixSet]:
+        """The projections {X[:, :n1]} and {X[:, n1:]} (e.g. the ∂ₓF and ∂_θF blocks)."""
+        m, n = self._shape
+        if not 0 < n1 < n:
+            raise ValueError(f"n1: expected 0 < n1 < {n}, got {n1}")
+        return (self.linear_image(lambda X: X[..., :n1], (m, n1)),
+                self.linear_image(lambda X: X[..., n1:], (m, n - n1)))

@@ -1,0 +1,209 @@
+"""Per-primitive rules of the conservative Jacobian interpreter.
+
+* **Smooth primitives** (``SMOOTH``) push the representation (★) of ``_selections`` through
+  JAX's own JVP: the JVP is linear in the tangents, so it maps the center and every table.
+* **Nonsmooth primitives** (``max``, ``min``, ``abs``, ``clamp``, ``select_n``, ``reduce_max``,
+  ``reduce_min``, ``sort``) compute their value, find the *active* pieces at each position (tied
+  within ``tol``) and add one base choice per tied position (per tie block for ``sort``),
+  whose options are the Jacobians of the active pieces.
+* **Comparisons** return booleans with an *ambiguity mask* (positions where the compared values
+  are within ``tol``); ``select_n``/``cond`` consult it, logical operators propagate it.
+* Primitives with only integer/boolean outputs need no rule (their derivative is zero) unless
+  they consume an ambiguous boolean.
+
+Users can declare further smooth primitives with ``register_smooth``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._selections import JRep, _add_table, add_reps, choose
+
+SMOOTH = {
+    "add", "sub", "mul", "div", "neg", "exp", "exp2", "log", "log1p", "expm1", "sin", "cos", "tan",
+    "asin", "acos", "atan", "atan2", "sinh", "cosh", "tanh", "asinh", "acosh", "atanh", "logistic",
+    "sqrt", "rsqrt", "cbrt", "integer_pow", "pow", "square", "dot_general", "reshape",
+    "broadcast_in_dim", "transpose", "squeeze", "expand_dims", "reduce_sum", "reduce_prod",
+    "concatenate", "slice", "dynamic_slice", "dynamic_update_slice", "gather", "scatter-add",
+    "scatter_add", "pad", "rev", "convert_element_type", "copy", "copy_p", "cumsum", "cumprod",
+    "cumlogsumexp", "erf", "erfc", "erf_inv", "lgamma", "digamma", "triangular_solve", "cholesky",
+    "lu", "custom_linear_solve", "reduce_precision", "real", "imag", "conj", "split",
+    "optimization_barrier", "logaddexp", "tan", "polygamma", "igamma", "eigh", "svd", "qr",
+    "householder_product", "lu_pivots_to_permutation", "stack", "unstack", "tile", "scatter",
+    "scatter-sub", "scatter-mul", "reduce_window_sum", "bessel_i0e", "bessel_i1e", "igammac",
+    "zeta", "tridiagonal_solve", "cholesky_update", "symmetric_product",
+}
+
+LOCALLY_CONSTANT = {"sign", "floor", "ceil", "round", "stop_gradient", "nextafter", "is_finite"}
+
+COMPARISONS = {"lt", "le", "gt", "ge", "eq", "ne"}
+LOGICAL = {"and", "or", "not", "xor"}
+NONSMOOTH = {"max", "min", "abs", "clamp", "select_n", "reduce_max", "reduce_min", "sort",
+             "argmax", "argmin"}
+
+
+def register_smooth(primitive) -> None:
+    """Declare a JAX primitive (or its name) smooth: ``jacobian`` will push tangents through its JVP."""
+    SMOOTH.add(primitive if isinstance(primitive, str) else primitive.name)
+
+
+def is_float(x) -> bool:
+    return jnp.issubdtype(jnp.result_type(x), jnp.floating)
+
+
+def push_linear(fun, primals, reps, n_out):
+    """Push reps through ``fun`` (tuple of outputs) with JAX's JVP; returns a list of reps."""
+    diff = [i for i, r in enumerate(reps) if r is not None and is_float(primals[i])]
+    if not diff:
+        return [None] * n_out
+    N = reps[diff[0]].ncols
+    dprimals = tuple(primals[i] for i in diff)
+
+    def f(*dargs):
+        args = list(primals)
+        for i, a in zip(diff, dargs):
+            args[i] = a
+        out = fun(*args)
+        return tuple(out)
+
+    def jvp_cols(tangents):
+        return jax.vmap(lambda *ts: jax.jvp(f, dprimals, tuple(ts))[1])(*tangents)
+
+    shapes = [np.shape(primals[i]) for i in diff]
+    dtypes = [jnp.result_type(primals[i]) for i in diff]
+    tangents = [jnp.asarray(reps[i].center.T.reshape((N,) + s), dtype=d) for i, s, d in zip(diff, shapes, dtypes)]
+    outs = jvp_cols(tangents)
+    centers = [None if not is_float(o) else np.asarray(o, dtype=np.float64).reshape(N, -1).T for o in outs]
+    tables = [dict() for _ in range(n_out)]
+    for j, i in enumerate(diff):
+        rep = reps[i]
+        if not rep.tables:
+            continue
+        R = np.unique(np.concatenate([rows for rows, _ in rep.tables.values()]))
+        size = int(np.prod(shapes[j], dtype=np.int64))
+        basis = np.zeros((len(R), size))
+        basis[np.arange(len(R)), R] = 1.0
+        tang = [jnp.zeros((len(R),) + s, dtype=d) for s, d in zip(shapes, dtypes)]
+        tang[j] = jnp.asarray(basis.reshape((len(R),) + shapes[j]), dtype=dtypes[j])
+        cols = jvp_cols(tang)
+        for o, col in enumerate(cols):
+            if centers[o] is None:
+                continue
+            L = np.asarray(col, dtype=np.float64).reshape(len(R), -1).T  # (size_o, |R|)
+            for gid, (rows, vals) in rep.tables.items():
+                Lg = L[:, np.searchsorted(R, rows)]
+                live = np.flatnonzero(np.any(Lg != 0, axis=1))
+                if len(live) == 0:
+                    continue
+                new = np.einsum("or,...rn->...on", Lg[live], vals)
+                _add_table(tables[o], gid, live, new)
+    out = []
+    for c, t in zip(centers, tables):
+        out.append(None if c is None else JRep(c, t))
+    return out
+
+
+def broadcast_to(ctx, val, rep, shape):
+    """The rep of jnp.broadcast_to(val, shape) (a linear map)."""
+    if rep is None or np.shape(val) == tuple(shape):
+        return rep
+    return push_linear(lambda a: (jnp.broadcast_to(a, shape),), [val], [rep], 1)[0]
+
+
+def negate(ctx, val, rep):
+    return None if rep is None else push_linear(lambda a: (-a,), [val], [rep], 1)[0]
+
+
+def zero_rep(size, ncols):
+    return JRep(np.zeros((size, ncols)))
+
+
+def values_agree(vals, tol):
+    """Do candidate values agree within tol (and a few ulps)?"""
+    vals = np.asarray(vals, dtype=np.float64)
+    scale = np.max(np.abs(vals), axis=0)
+    spread = np.max(vals, axis=0) - np.min(vals, axis=0)
+    return spread <= tol + 8 * np.finfo(np.float64).eps * np.maximum(scale, 1.0)
+
+
+def select_elementwise(ctx, branches, active):
+    """Elementwise selection among branch reps (same size s) with an (K, s) active mask.
+
+    Positions with one active branch take its rows; positions with several get a new base
+    choice among the active branches (in order).
+    """
+    K, s = active.shape
+    N = ctx.ncols
+    count = active.sum(axis=0)
+    if np.any(count == 0):
+        raise AssertionError("select_elementwise: a position with no active branch")
+    first = np.argmax(active, axis=0)
+    single = count == 1
+    base_parts = []
+    for a in range(K):
+        if branches[a] is None:
+            continue
+        mask = single & (first == a)
+        if mask.any():
+            base_parts.append(branches[a].restrict(mask))
+    base = add_reps(ctx.choices, base_parts) or zero_rep(s, N)
+    tied = np.flatnonzero(~single)
+    if len(tied) == 0:
+        return base
+    blocks = []
+    for p in tied:
+        opts = []
+        for a in np.flatnonzero(active[:, p]):
+            br = branches[a]
+            opts.append(zero_rep(1, N) if br is None else br.take_rows(np.array([p])))
+        blocks.append((np.array([p]), opts))
+    return choose(ctx.choices, base, blocks)
+
+
+def ambiguous_compare(name, x, y, tol):
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    return np.broadcast_to(np.abs(x - y) <= tol, np.broadcast_shapes(x.shape, y.shape)).copy()
+
+
+def logical(name, vals, ambs):
+    """Three-valued logic: positions where the result depends on an ambiguous input."""
+    if name == "not":
+        return ambs[0]
+    a, b = (np.asarray(v, dtype=bool) for v in vals)
+    am, bm = ambs
+    if name == "xor":
+        return am | bm
+    if name == "and":
+        sure_false = (~am & ~a) | (~bm & ~b)
+        return (am | bm) & ~sure_false
+    if name == "or":
+        sure_true = (~am & a) | (~bm & b)
+        return (am | bm) & ~sure_true
+    raise KeyError(name)
+
+
+def sort_blocks(keys_sorted, tol):
+    """Maximal runs of consecutive sorted keys tied within tol (along the last axis)."""
+    d = np.diff(keys_sorted) <= tol
+    blocks, start = [], 0
+    for i, t in enumerate(d):
+        if not t:
+            if i - start >= 1:
+                blocks.append((start, i + 1))
+            start = i + 1
+    if len(keys_sorted) - start >= 2:
+        blocks.append((start, len(keys_sorted)))
+    return blocks
+
+
+def permutations_block(size, limit):
+    if math.factorial(size) > limit:
+        return None
+    return list(itertools.permutations(range(size)))
