@@ -1,0 +1,37 @@
+"""Iteration maps F(x, θ) of first-order and second-order algorithms, prox operators and
+projections, and estimators of the derivative of the limit of x_{k+1} = F(x_k, θ).
+
+Every algorithm exposes its iteration map as a pure JAX function ``F(x, theta)`` whose
+parameters live in one pytree ``theta``; the differentiation strategies consume that map
+without knowing the algorithm.
+"""
+
+# --- prox operators, projections, nonsmooth iteration maps (issue 4) ---
+from ._first_order import admm, douglas_rachford, forward_backward, gradient_descent
+from ._momentum import heavy_ball, nesterov, phase_state
+from ._problems import (
+    Problem,
+    graphical_lasso,
+    graphical_lasso_reference,
+    lasso,
+    lasso_reference,
+    tv_denoising,
+    tv_denoising_reference,
+)
+from ._projections import (
+    projection_affine_set,
+    projection_box,
+    projection_halfspace,
+    projection_hyperplane,
+    projection_l1_ball,
+    projection_l2_ball,
+    projection_linf_ball,
+    projection_non_negative,
+    projection_simplex,
+)
+from ._prox import prox_elastic_net, prox_group_lasso, prox_lasso, soft_threshold
+from ._run import IterationMap, Solution, fixed_point_residual, run, solve
+# --- end issue 4 ---
+
+# --- estimators, implicit differentiation, smooth solvers (issue 5) ---
+# --- end issue 5 ---

@@ -1,0 +1,155 @@
+"""Implicit differentiation of a solver from its optimality map (jaxopt paper, §2.1).
+
+A solver ``solver(init, *args) → x*(args)`` returns a root of a user optimality map G:
+
+    G(x*(θ), θ) = 0                                   (jaxopt paper, eq. (1))
+    ⇒ -∂₁G(x*, θ) ∂x*(θ) = ∂₂G(x*, θ)               (jaxopt paper, eq. (2))
+
+:func:`custom_root` gives the solver a custom JVP that solves ``∂₁G (Jv) = -∂₂G v`` at the
+returned point, without differentiating through the solver's iterations. The linear solve is a
+``jax.lax.custom_linear_solve``, so JAX transposes it: reverse mode solves the adjoint system
+``∂₁Gᵀ u = -w`` *once* and returns ``uᵀ ∂₂G`` for every argument in ``args`` (one solve reused
+across all θ arguments), i.e. the implicit VJP. Both JVP and VJP therefore come from one rule,
+``jax.jvp``/``jacfwd`` and ``jax.grad``/``jacrev``/``vjp`` all work, under ``jit`` and ``vmap``.
+
+:func:`custom_fixed_point` does the same for x* = T(x*, θ) through the residual
+G(x, θ) = x - T(x, θ) (jaxopt paper, eq. (3), sign chosen so that ∂₁G = I - ∂₁T, which is
+positive definite for gradient-type maps and so suits ``solve='cholesky'`` and ``'cg'``).
+
+The solver's own output is never differentiated: reverse-mode memory does not depend on how
+many iterations the solver ran.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+from ._linear_solve import _validate, solve_linear
+
+
+def _is_float(leaf) -> bool:
+    return jnp.issubdtype(jnp.result_type(leaf), jnp.inexact)
+
+
+def _zero_tangent(leaf):
+    if _is_float(leaf):
+        return jnp.zeros_like(leaf)
+    return np.zeros(np.shape(leaf), dtype=jax.dtypes.float0)
+
+
+def _instantiate(args, targs):
+    """Replace missing tangents (None / symbolic zeros) by explicit zeros of the right dtype."""
+    return jax.tree_util.tree_map(
+        lambda a, t: _zero_tangent(a) if t is None else t, args, targs,
+        is_leaf=lambda t: t is None,
+    )
+
+
+def root_jvp(optimality_fun: Callable, x, args: tuple, targs: tuple, *, solve: str = "lu",
+             tol: float = 1e-10, maxiter: int | None = None, what: str = "∂₁G"):
+    """Tangent of x*(θ) along ``targs``: solve ∂₁G(x, θ) ẋ = -∂₂G(x, θ)·θ̇ (jaxopt paper, eq. (2)).
+
+    ``x`` is a pytree (the root), ``args`` the tuple of arguments of ``optimality_fun(x, *args)``.
+    Linear in ``targs`` and transposable, so reverse mode obtains the implicit VJP from it.
+    """
+    flat_x, unravel = ravel_pytree(x)
+
+    def g_of_x(fx):
+        return ravel_pytree(optimality_fun(unravel(fx), *args))[0]
+
+    g_val, matvec = jax.linearize(g_of_x, flat_x)
+    if g_val.shape != flat_x.shape:
+        raise ValueError(
+            f"the optimality map must return a pytree of the same size as x "
+            f"({flat_x.size} entries), got {g_val.size} entries"
+        )
+
+    def g_of_args(*a):
+        return ravel_pytree(optimality_fun(x, *a))[0]
+
+    _, g_dot = jax.jvp(g_of_args, tuple(args), tuple(targs))
+    x_dot = solve_linear(matvec, -g_dot, solve=solve, tol=tol, maxiter=maxiter, what=what)
+    return unravel(x_dot)
+
+
+def _wrap(solver: Callable, optimality_fun: Callable, solve: str, tol: float, maxiter, what: str):
+    @jax.custom_jvp
+    def wrapped(init, *args):
+        return solver(init, *args)
+
+    @wrapped.defjvp
+    def _jvp(primals, tangents):
+        init, *args = primals
+        _, *targs = tangents
+        x = solver(init, *args)
+        targs = _instantiate(tuple(args), tuple(targs))
+        x_dot = root_jvp(optimality_fun, x, tuple(args), targs, solve=solve, tol=tol,
+                         maxiter=maxiter, what=what)
+        return x, x_dot
+
+    @functools.wraps(solver)
+    def call(init, *args, **kwargs):
+        if kwargs:
+            raise TypeError(
+                "solvers wrapped by custom_root/custom_fixed_point take positional arguments "
+                f"(init, *args) only; got keyword arguments {sorted(kwargs)}"
+            )
+        return wrapped(init, *args)
+
+    return call
+
+
+def custom_root(optimality_fun: Callable, *, solve: str = "lu", tol: float = 1e-10,
+                maxiter: int | None = None):
+    """Decorator adding implicit differentiation to ``solver(init, *args) → x*`` with G(x*, *args) = 0.
+
+    Args:
+      optimality_fun: ``G(x, *args)`` returning a pytree of the same size as ``x`` (e.g. from
+        :mod:`the optimality catalog <algorithms._optimality>`).
+      solve: linear solver for ∂₁G: ``'lu'``, ``'cholesky'`` (∂₁G symmetric positive definite,
+        e.g. a Hessian), ``'cg'`` (symmetric definite), ``'gmres'``, ``'bicgstab'`` or
+        ``'normal_cg'`` (matrix-free). Dense solvers factor once per point and check κ(∂₁G).
+      tol, maxiter: relative residual and iteration cap of the matrix-free solvers.
+
+    The derivative is the implicit one *at the point the solver returns*; its error is governed by
+    how far that point is from a root (jaxopt paper, §3, Theorem 1). ``init`` gets a zero derivative.
+
+    Example (ridge regression, jaxopt paper Fig. 1)::
+
+        grad_f = jax.grad(lambda x, lam: 0.5 * jnp.sum((X @ x - y) ** 2) + 0.5 * lam * x @ x)
+
+        @custom_root(grad_f, solve="cholesky")
+        def ridge(init, lam):
+            return jnp.linalg.solve(X.T @ X + lam * jnp.eye(X.shape[1]), X.T @ y)
+    """
+    _validate(solve, tol, maxiter)
+
+    def decorator(solver):
+        return _wrap(solver, optimality_fun, solve, tol, maxiter, "∂₁G (the optimality map's Jacobian)")
+
+    return decorator
+
+
+def custom_fixed_point(fixed_point_fun: Callable, *, solve: str = "lu", tol: float = 1e-10,
+                       maxiter: int | None = None):
+    """Decorator adding implicit differentiation to ``solver(init, *args) → x*`` with x* = T(x*, *args).
+
+    Equivalent to :func:`custom_root` with the residual G(x, θ) = x - T(x, θ) (jaxopt paper,
+    eq. (3)); the linear system is (I - ∂₁T) ẋ = ∂₂T θ̇, so a singular or ill-conditioned
+    I - ∂₁T at the returned point is reported with its condition number.
+    """
+    _validate(solve, tol, maxiter)
+
+    def residual(x, *args):
+        return jax.tree_util.tree_map(jnp.subtract, x, fixed_point_fun(x, *args))
+
+    def decorator(solver):
+        return _wrap(solver, residual, solve, tol, maxiter, "I - ∂ₓF (at the last iterate)")
+
+    return decorator

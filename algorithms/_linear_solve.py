@@ -1,0 +1,390 @@
+"""Linear solvers for implicit differentiation: dense LU / Cholesky and matrix-free Krylov methods.
+
+Implicit differentiation reduces to one linear system per derivative (jaxopt paper, eq. (2)):
+
+    A J = B,   A = -∂₁G(x*, θ),   B = ∂₂G(x*, θ),
+
+solved for J v (forward mode, ``A (Jv) = B v``) or for ``u`` with ``Aᵀ u = v`` (reverse mode,
+then ``vᵀ J = uᵀ B``). Small problems materialize A and factor it once (LU, or Cholesky when A
+is symmetric positive definite); large ones use matrix-free Krylov methods that only need
+``v ↦ A v``: conjugate gradient (A symmetric definite), GMRES and BiCGSTAB (general A), or CG
+on the normal equation ``AᵀA x = Aᵀ b`` with ``Aᵀ`` obtained by ``jax.linear_transpose``
+(jaxopt paper, §2.1, "Computing JVPs and VJPs").
+
+The Krylov methods are written here (not ``jax.scipy.sparse.linalg``) so that they report their
+final relative residual and iteration count: a solve that did not reach ``tol`` triggers a
+:class:`LinearSolveWarning` naming the solver, the residual and the iterations, both eagerly
+and under ``jit`` (through ``jax.debug.callback``). A numerically singular dense system raises
+a ``ValueError`` with the condition number when values are concrete, and warns under a trace.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import warnings
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import jax.scipy.linalg as jsl
+import numpy as np
+from jax import lax
+
+DENSE_SOLVERS = ("lu", "cholesky")
+ITERATIVE_SOLVERS = ("cg", "gmres", "bicgstab", "normal_cg")
+SOLVERS = DENSE_SOLVERS + ITERATIVE_SOLVERS
+
+#: condition numbers above this trigger an :class:`IllConditionedWarning`.
+COND_WARN = 1e10
+#: condition numbers above this (about 1/(eps·10)) mean the system is numerically singular.
+COND_SINGULAR = 0.1 / float(np.finfo(np.float64).eps)
+
+
+class LinearSolveWarning(UserWarning):
+    """A matrix-free linear solve stopped before reaching its tolerance."""
+
+
+class IllConditionedWarning(UserWarning):
+    """The linear system of implicit differentiation is ill-conditioned (or singular under a trace)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SolveInfo:
+    """Diagnostics of one linear solve: final relative residual ‖Ax - b‖/‖b‖ and iterations."""
+
+    residual: jax.Array
+    iterations: jax.Array
+
+
+# ----------------------------------------------------------------------------------------------
+# reporting: raise eagerly, warn from a debug callback under a trace
+
+
+def _is_traced(values) -> bool:
+    return any(isinstance(v, jax.core.Tracer) for v in jax.tree_util.tree_leaves(values))
+
+
+def report(check: Callable[..., None], *values) -> None:
+    """Run ``check(*values, traced=...)`` now on concrete values, else at run time via a callback.
+
+    ``check`` receives NumPy arrays and raises (``traced=False``) or warns (``traced=True``:
+    an exception inside a compiled computation would surface as an opaque runtime error).
+    """
+    if _is_traced(values):
+        jax.debug.callback(lambda *v: check(*v, traced=True), *values)
+    else:
+        check(*(np.asarray(v) for v in values), traced=False)
+
+
+def _check_converged(name: str, tol: float):
+    def check(residual, iterations, traced):
+        residual, iterations = np.asarray(residual), np.asarray(iterations)
+        bad = ~(residual <= 10 * tol)  # 10x slack: recurrence vs. true residual drift
+        if np.any(bad):
+            res = float(np.max(np.where(np.isnan(residual), np.inf, residual)))
+            warnings.warn(
+                f"linear solver {name!r} did not converge: relative residual {res:.3e} > "
+                f"tol={tol:.1e} after {int(np.max(iterations))} iterations; increase `maxiter`, "
+                "or choose another `solve=` (e.g. 'lu' for small systems)",
+                LinearSolveWarning,
+                stacklevel=2,
+            )
+
+    return check
+
+
+# ----------------------------------------------------------------------------------------------
+# Krylov methods (flat float vectors; matvec is linear)
+
+
+def _default_maxiter(n: int, maxiter: int | None) -> int:
+    return int(maxiter) if maxiter is not None else max(10 * n, 100)
+
+
+def cg(matvec, b, *, tol: float = 1e-10, maxiter: int | None = None, x0=None):
+    """Conjugate gradient for a symmetric definite A (positive or negative). Returns (x, SolveInfo)."""
+    maxiter = _default_maxiter(b.size, maxiter)
+    bnorm = jnp.linalg.norm(b)
+    atol2 = (tol * bnorm) ** 2
+    x = jnp.zeros_like(b) if x0 is None else x0
+    r = b - matvec(x) if x0 is not None else b
+    rs = jnp.vdot(r, r)
+
+    def cond(c):
+        _, _, _, rs, k = c
+        return (rs > atol2) & (k < maxiter)
+
+    def body(c):
+        x, r, p, rs, k = c
+        ap = matvec(p)
+        alpha = rs / jnp.vdot(p, ap)
+        x = x + alpha * p
+        r = r - alpha * ap
+        rs_new = jnp.vdot(r, r)
+        p = r + (rs_new / rs) * p
+        return x, r, p, rs_new, k + 1
+
+    x, _, _, _, k = lax.while_loop(cond, body, (x, r, r, rs, 0))
+    return x, _info(matvec, x, b, k)
+
+
+def bicgstab(matvec, b, *, tol: float = 1e-10, maxiter: int | None = None):
+    """BiCGSTAB (van der Vorst, 1992) for a general nonsingular A. Returns (x, SolveInfo)."""
+    maxiter = _default_maxiter(b.size, maxiter)
+    bnorm = jnp.linalg.norm(b)
+    atol = tol * bnorm
+    tiny = jnp.finfo(b.dtype).tiny
+    x = jnp.zeros_like(b)
+    r = b
+    rhat = b
+    one = jnp.ones((), b.dtype)
+    init = (x, r, jnp.zeros_like(b), jnp.zeros_like(b), one, one, one, 0, False)
+
+    def cond(c):
+        _, r, _, _, _, _, _, k, broke = c
+        return (jnp.linalg.norm(r) > atol) & (k < maxiter) & ~broke
+
+    def body(c):
+        x, r, p, v, rho, alpha, omega, k, _ = c
+        rho_new = jnp.vdot(rhat, r)
+        beta = (rho_new / rho) * (alpha / omega)
+        p = r + beta * (p - omega * v)
+        v = matvec(p)
+        alpha = rho_new / jnp.vdot(rhat, v)
+        s = r - alpha * v
+        t = matvec(s)
+        tt = jnp.vdot(t, t)
+        omega = jnp.where(tt > tiny, jnp.vdot(t, s) / jnp.where(tt > tiny, tt, 1.0), 0.0)
+        x_new = x + alpha * p + omega * s
+        r_new = s - omega * t
+        broke = (jnp.abs(rho_new) <= tiny) | (jnp.abs(omega) <= tiny) | ~jnp.isfinite(alpha)
+        # on breakdown keep the half step if it is finite, else the previous iterate
+        half = x + alpha * p
+        ok_half = jnp.all(jnp.isfinite(half))
+        x_new = jnp.where(broke, jnp.where(ok_half, half, x), x_new)
+        r_new = jnp.where(broke, jnp.where(ok_half, s, r), r_new)
+        return x_new, r_new, p, v, rho_new, alpha, omega, k + 1, broke
+
+    x, *_, k, _ = lax.while_loop(cond, body, init)
+    return x, _info(matvec, x, b, k)
+
+
+def gmres(matvec, b, *, tol: float = 1e-10, maxiter: int | None = None, restart: int = 30):
+    """Restarted GMRES(m) (Saad & Schultz, 1986) with modified Gram-Schmidt Arnoldi.
+
+    ``maxiter`` counts inner (Arnoldi) iterations; each cycle solves the small least-squares
+    problem min_y ‖β e₁ - H y‖ and restarts from the true residual. Returns (x, SolveInfo).
+    """
+    n = b.size
+    m = int(min(restart, n))
+    maxiter = _default_maxiter(n, maxiter)
+    cycles = max(1, -(-maxiter // m))
+    bnorm = jnp.linalg.norm(b)
+    atol = tol * bnorm
+    tiny = jnp.finfo(b.dtype).tiny
+
+    def cycle(x):
+        r = b - matvec(x)
+        beta = jnp.linalg.norm(r)
+        V = jnp.zeros((m + 1, n), b.dtype).at[0].set(r / jnp.where(beta > tiny, beta, 1.0))
+        H = jnp.zeros((m + 1, m), b.dtype)
+
+        def arnoldi(j, VH):
+            V, H = VH
+            w = matvec(V[j])
+
+            def mgs(i, wh):
+                w, h = wh
+                hij = jnp.where(i <= j, jnp.vdot(V[i], w), 0.0)
+                return w - hij * V[i], h.at[i].set(hij)
+
+            w, h = lax.fori_loop(0, m + 1, mgs, (w, jnp.zeros(m + 1, b.dtype)))
+            hn = jnp.linalg.norm(w)
+            h = h.at[j + 1].set(hn)
+            V = V.at[j + 1].set(jnp.where(hn > tiny, w / jnp.where(hn > tiny, hn, 1.0), 0.0))
+            return V, H.at[:, j].set(h)
+
+        V, H = lax.fori_loop(0, m, arnoldi, (V, H))
+        e1 = jnp.zeros(m + 1, b.dtype).at[0].set(beta)
+        y = jnp.linalg.lstsq(H, e1)[0]
+        return x + V[:m].T @ y
+
+    def cond(c):
+        _, res, k = c
+        return (res > atol) & (k < cycles)
+
+    def body(c):
+        x, _, k = c
+        x = cycle(x)
+        return x, jnp.linalg.norm(b - matvec(x)), k + 1
+
+    x, _, k = lax.while_loop(cond, body, (jnp.zeros_like(b), bnorm, 0))
+    return x, _info(matvec, x, b, k * m)
+
+
+def normal_cg(matvec, b, *, tol: float = 1e-10, maxiter: int | None = None):
+    """CG on the normal equation AᵀA x = Aᵀb, Aᵀ from ``jax.linear_transpose`` (jaxopt paper, §2.1).
+
+    Squares the condition number but needs no symmetry; the reported residual is ‖Ax - b‖/‖b‖.
+    """
+    rmatvec = _transpose(matvec, b)
+    x, inner = cg(lambda v: rmatvec(matvec(v)), rmatvec(b), tol=max(tol * 1e-2, 1e-15),
+                  maxiter=maxiter)
+    return x, SolveInfo(_info(matvec, x, b, 0).residual, inner.iterations)
+
+
+def _transpose(matvec, b):
+    t = jax.linear_transpose(matvec, b)
+    return lambda v: t(v)[0]
+
+
+def _info(matvec, x, b, k):
+    bnorm = jnp.linalg.norm(b)
+    res = jnp.linalg.norm(matvec(x) - b) / jnp.where(bnorm > 0, bnorm, 1.0)
+    return SolveInfo(res, jnp.asarray(k))
+
+
+_KRYLOV = {"cg": cg, "gmres": gmres, "bicgstab": bicgstab, "normal_cg": normal_cg}
+
+
+# ----------------------------------------------------------------------------------------------
+# dense factorizations with a condition-number check
+
+
+def condition_estimate(M, solve, solve_t, iters: int = 12):
+    """Estimate κ₂(M) = σ_max/σ_min by power iteration on MᵀM and on (MᵀM)⁻¹ (uses the factors).
+
+    The power method approaches each extreme singular value from inside, so the estimate is a
+    lower bound of κ₂(M) (tight after a few iterations in practice); O(n²) per iteration instead
+    of the O(n³) of an SVD. Returns +inf when the factors are non-finite (an exactly singular M).
+    """
+    n = M.shape[0]
+    v0 = jax.random.normal(jax.random.PRNGKey(0), (n,), M.dtype)
+    v0 = v0 / jnp.linalg.norm(v0)
+
+    def power(op):
+        def body(_, v):
+            w = op(v)
+            return w / jnp.linalg.norm(w)
+
+        v = lax.fori_loop(0, iters, body, v0)
+        return jnp.linalg.norm(op(v))  # ≈ largest eigenvalue of the SPD operator
+
+    smax2 = power(lambda v: M.T @ (M @ v))
+    sinv2 = power(lambda v: solve(solve_t(v)))
+    kappa = jnp.sqrt(smax2 * sinv2)
+    return jnp.where(jnp.isfinite(kappa), kappa, jnp.inf)
+
+
+def _check_conditioning(what: str):
+    def check(kappa, traced):
+        k = float(np.max(kappa))
+        msg = (
+            f"{what} is {'singular' if not np.isfinite(k) else 'ill-conditioned'} at the point of "
+            f"differentiation: condition number ≈ {k:.3e}"
+        )
+        if not (k < COND_SINGULAR):
+            msg += (
+                " (numerically singular); the implicit derivative does not exist there or the "
+                "iterate is not a (regular) solution"
+            )
+            if not traced:
+                raise ValueError(msg)
+            warnings.warn(msg, IllConditionedWarning, stacklevel=2)
+        elif k > COND_WARN:
+            warnings.warn(msg + "; expect derivative errors up to κ·eps", IllConditionedWarning,
+                          stacklevel=2)
+
+    return check
+
+
+def _check_spd(what: str):
+    def check(ok, traced):
+        if not bool(np.all(ok)):
+            msg = (f"solve='cholesky' needs {what} to be symmetric positive definite but the "
+                   "Cholesky factorization failed or the matrix is not symmetric; use solve='lu'")
+            if not traced:
+                raise ValueError(msg)
+            warnings.warn(msg, IllConditionedWarning, stacklevel=2)
+
+    return check
+
+
+def _solvers(fac, kind):
+    if kind == "cholesky":
+        fwd = lambda r: jsl.cho_solve((fac[0], True), r)  # noqa: E731
+        return fwd, fwd
+    return (lambda r: jsl.lu_solve(fac, r)), (lambda r: jsl.lu_solve(fac, r, trans=1))
+
+
+@functools.partial(jax.jit, static_argnames="kind")
+def _factor_jit(M, kind):
+    """Factor M, estimate κ₂(M) and (Cholesky) check symmetry/definiteness: one compiled call."""
+    if kind == "cholesky":
+        L = jnp.linalg.cholesky(M)
+        fac = (L,)
+        sym = jnp.max(jnp.abs(M - M.T)) <= 1e-8 * (1.0 + jnp.max(jnp.abs(M)))
+        ok = jnp.all(jnp.isfinite(L)) & sym
+    else:
+        fac = jsl.lu_factor(M)
+        ok = jnp.asarray(True)
+    fwd, bwd = _solvers(fac, kind)
+    return fac, condition_estimate(M, fwd, bwd), ok
+
+
+def factor(M, solve: str, what: str = "the linear system"):
+    """Factor a dense square M once ('lu' or 'cholesky') and check its conditioning.
+
+    Raises ``ValueError`` (concrete values) or warns (under a trace) when M is numerically
+    singular, warns with κ when it is ill-conditioned. Returns ``(solve_fn, solve_transpose_fn)``.
+    """
+    if solve not in DENSE_SOLVERS:
+        raise ValueError(f"`solve` must be one of {DENSE_SOLVERS} for a dense factorization, got {solve!r}")
+    fac, kappa, ok = _factor_jit(M, solve)
+    if solve == "cholesky":
+        report(_check_spd(what), ok)
+    report(_check_conditioning(what), kappa)
+    return _solvers(fac, solve)
+
+
+# ----------------------------------------------------------------------------------------------
+# the public entry point and the differentiable solve used by implicit differentiation
+
+
+def _validate(solve, tol, maxiter):
+    if solve not in SOLVERS:
+        raise ValueError(f"`solve` must be one of {SOLVERS}, got {solve!r}")
+    if not (isinstance(tol, (int, float)) and tol > 0):
+        raise ValueError(f"`tol` must be a positive float, got {tol!r}")
+    if maxiter is not None and (not isinstance(maxiter, int) or maxiter <= 0):
+        raise ValueError(f"`maxiter` must be a positive int or None, got {maxiter!r}")
+
+
+def solve_linear(matvec, b, *, solve: str = "lu", tol: float = 1e-10, maxiter: int | None = None,
+                 what: str = "the linear system"):
+    """Solve A x = b for a linear ``matvec: v ↦ A v`` on flat vectors, differentiably.
+
+    The solve is wrapped in ``jax.lax.custom_linear_solve`` so that its derivatives (and its
+    transpose, which reverse-mode implicit differentiation needs: ``Aᵀ u = v``) are linear solves
+    with the same method rather than differentiation through the solver's iterations. Dense
+    methods ('lu', 'cholesky') materialize A once (n matvecs), check κ(A), factor once and reuse
+    the factors for the transpose solve; Krylov methods warn when they stop before ``tol``.
+    """
+    _validate(solve, tol, maxiter)
+    b = jnp.asarray(b)
+    if b.ndim != 1:
+        raise ValueError(f"`b` must be a flat vector, got shape {b.shape}")
+    if solve in DENSE_SOLVERS:
+        M = jax.vmap(matvec, out_axes=1)(jnp.eye(b.size, dtype=b.dtype))
+        fwd, bwd = factor(M, solve, what)
+        return lax.custom_linear_solve(matvec, b, lambda _, r: fwd(r), lambda _, r: bwd(r),
+                                       symmetric=(solve == "cholesky"))
+    method = _KRYLOV[solve]
+
+    def krylov(mv, r):
+        x, info = method(mv, r, tol=tol, maxiter=maxiter)
+        report(_check_converged(solve, tol), info.residual, info.iterations)
+        return x
+
+    return lax.custom_linear_solve(matvec, b, krylov, krylov, symmetric=(solve == "cg"))

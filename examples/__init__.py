@@ -1,0 +1,6 @@
+"""Reproductions of the papers' experiments.
+
+Run from the repository root: ``python -m examples [NAMES...] [--quick] [--out DIR] [--list]``.
+Each experiment is a module with ``run(out_dir, quick=False, seed=0) -> dict`` (the JSON summary)
+and a ``main()`` for ``python examples/<name>.py``.
+"""
