@@ -8,6 +8,7 @@
 
 from ._jacobian import JumpError, jacobian, register_smooth, value_and_jacobian
 from ._matrix_set import DEFAULT_MAX_VERTICES, MatrixSet, SetTooLargeError
+from ._piggyback import PiggybackResult, PiggybackVJPResult, piggyback, piggyback_vjp
 
 __all__ = [
     "MatrixSet",
@@ -17,4 +18,8 @@ __all__ = [
     "value_and_jacobian",
     "register_smooth",
     "JumpError",
+    "piggyback",
+    "piggyback_vjp",
+    "PiggybackResult",
+    "PiggybackVJPResult",
 ]

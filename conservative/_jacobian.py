@@ -49,6 +49,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import _rules as R
+from ._fast import FastJacobian
 from ._matrix_set import MatrixSet
 from ._selections import Choices, JRep, _add_table, choose
 
@@ -460,14 +461,25 @@ def _prepare(fun, argnums, args):
     return leaves, treedef, diff_leaves
 
 
-def value_and_jacobian(fun, argnums=0, *, tol: float = 0.0, max_selections: int = 4096):
-    """Like ``jacobian`` but the returned function gives ``(fun(*args), J)``."""
+def value_and_jacobian(fun, argnums=0, *, tol: float = 0.0, max_selections: int = 4096, fast=None):
+    """Like ``jacobian`` but the returned function gives ``(fun(*args), J)``.
+
+    ``fast``: ``True`` compiles a tie detector and the forward-mode Jacobian (``_fast``) and
+    runs the interpreter only at points where some nonsmooth primitive is tied; ``False``
+    always interprets; ``None`` (default) interprets on the first call and compiles from the
+    second call with the same argument shapes on (for repeated use along trajectories).
+    Jaxprs are cached per argument structure and shapes, like ``jax.jit``: a function whose
+    behaviour depends on mutable Python state must not be reused.
+    """
     if not callable(fun):
         raise TypeError(f"fun: expected a callable, got {type(fun).__name__}")
     if not (isinstance(tol, (int, float)) and math.isfinite(tol) and tol >= 0):
         raise ValueError(f"tol: expected a finite nonnegative number, got {tol!r}")
     if not (isinstance(max_selections, int) and max_selections >= 1):
         raise ValueError(f"max_selections: expected a positive int, got {max_selections!r}")
+    if fast not in (None, True, False):
+        raise ValueError(f"fast: expected None, True or False, got {fast!r}")
+    cache: dict = {}
 
     def wrapped(*args, **kwargs):
         leaves, treedef, diff = _prepare(fun, argnums, args)
@@ -475,9 +487,30 @@ def value_and_jacobian(fun, argnums=0, *, tol: float = 0.0, max_selections: int 
         def flat_fun(*ls):
             return fun(*jax.tree_util.tree_unflatten(treedef, ls), **kwargs)
 
-        closed, out_shape = jax.make_jaxpr(flat_fun, return_shape=True)(*leaves)
+        key = None if kwargs else (treedef, tuple((l.shape, str(l.dtype)) for l in leaves))
+        entry = cache.get(key) if key is not None else None
+        if entry is None:
+            closed, out_shape = jax.make_jaxpr(flat_fun, return_shape=True)(*leaves)
+            entry = {"closed": closed, "out_tree": jax.tree_util.tree_structure(out_shape), "calls": 0, "fast": None}
+            if key is not None:
+                cache[key] = entry
+        entry["calls"] += 1
+        closed, out_tree = entry["closed"], entry["out_tree"]
         sizes = [_size(leaves[i]) for i in diff]
         N = int(sum(sizes))
+        use_fast = fast if fast is not None else entry["calls"] > 1
+        if use_fast and key is not None:
+            if entry["fast"] is None:
+                entry["fast"] = FastJacobian(closed, diff, tol)
+            outs, tied, Jm = entry["fast"](leaves)
+            if not bool(tied):
+                Jm = np.asarray(Jm, dtype=np.float64)
+                if not np.all(np.isfinite(Jm)):
+                    raise ValueError("jacobian: the derivative is not finite at this point (e.g. sqrt or log at 0)")
+                for o in outs:
+                    if not R.is_float(o):
+                        raise TypeError(f"jacobian: outputs must be floating point, got dtype {jnp.result_type(o)}")
+                return jax.tree_util.tree_unflatten(out_tree, list(outs)), MatrixSet._from_sparse(Jm.shape, Jm.ravel(), ())
         ctx = _Ctx(N, tol, max_selections)
         offsets = np.cumsum([0] + sizes)
         inputs = [_V(l) for l in leaves]
@@ -486,21 +519,18 @@ def value_and_jacobian(fun, argnums=0, *, tol: float = 0.0, max_selections: int 
             center[np.arange(sizes[k]), offsets[k] + np.arange(sizes[k])] = 1.0
             inputs[i] = _V(leaves[i], JRep(center))
         outs = _eval_closed(ctx, closed, inputs)
-        out_leaves = jax.tree_util.tree_leaves(out_shape)
         for o in outs:
             if not R.is_float(o.val):
                 raise TypeError(f"jacobian: outputs must be floating point, got dtype {jnp.result_type(o.val)}")
         out_sizes = [_size(o.val) for o in outs]
         rep = _concat(ctx, [o.rep for o in outs], out_sizes)
         J = rep.to_matrix_set(ctx.choices, (int(sum(out_sizes)), N))
-        value = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(out_shape), [o.val for o in outs])
-        assert len(out_leaves) == len(outs)
-        return value, J
+        return jax.tree_util.tree_unflatten(out_tree, [o.val for o in outs]), J
 
     return wrapped
 
 
-def jacobian(fun, argnums=0, *, tol: float = 0.0, max_selections: int = 4096):
+def jacobian(fun, argnums=0, *, tol: float = 0.0, max_selections: int = 4096, fast=None):
     """The conservative Jacobian of ``fun`` as a function returning a ``MatrixSet``.
 
     Like ``jax.jacfwd(fun, argnums)``, but ``jacobian(fun)(*args)`` is the *set*
@@ -512,7 +542,7 @@ def jacobian(fun, argnums=0, *, tol: float = 0.0, max_selections: int = 4096):
     of ``sort``); independent ties cost nothing against it.  Exceeding it raises
     ``SetTooLargeError`` naming the limit.
     """
-    vj = value_and_jacobian(fun, argnums, tol=tol, max_selections=max_selections)
+    vj = value_and_jacobian(fun, argnums, tol=tol, max_selections=max_selections, fast=fast)
 
     def jac(*args, **kwargs):
         return vj(*args, **kwargs)[1]

@@ -34,7 +34,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ._hull import extreme_points, unique_rows
-from ._qp import min_norm_point
+from ._qp import feasible_combination, min_norm_point
 
 __all__ = ["MatrixSet", "SetTooLargeError", "DEFAULT_MAX_VERTICES"]
 
@@ -323,6 +323,22 @@ class MatrixSet:
         x[touched] += res.point
         return x, math.sqrt(res.lower**2 + r_out), math.sqrt(res.upper**2 + r_out)
 
+    def _feasible(self, M, tol) -> bool:
+        """Exact LP membership test (certified by the residual of the LP's combination)."""
+        y = _as_matrix(M, self._shape, "M").ravel() - self._center
+        touched = np.unique(np.concatenate([g.idx for g in self._groups]))
+        outside = np.delete(y, touched)
+        if float(np.linalg.norm(outside)) > tol:
+            return False
+        pos = np.searchsorted(touched, np.concatenate([g.idx for g in self._groups]))
+        A, start = [], 0
+        for g in self._groups:
+            Ag = np.zeros((len(touched), g.k))
+            Ag[pos[start : start + len(g.idx)], :] = g.vals.T
+            start += len(g.idx)
+            A.append(Ag)
+        return feasible_combination(y[touched], A, tol) is not None
+
     def distance_bounds(self, M) -> tuple[float, float]:
         """Certified (lower, upper) bounds on the Frobenius distance from M to S."""
         _, lo, hi = self._distance(M)
@@ -349,6 +365,8 @@ class MatrixSet:
             return True
         if lo > tol:
             return False
+        if self._feasible(M, tol):
+            return True
         warnings.warn(
             f"MatrixSet.contains: inconclusive, distance in [{lo:.3e}, {hi:.3e}] straddles tol={tol:.3e}",
             RuntimeWarning,

@@ -88,6 +88,52 @@ def _solve_cvxpy(y, groups):
     return [_project_simplex(np.asarray(lam.value).ravel()) for lam in lams]
 
 
+def _polish(y, groups, lams, thresh=1e-10):
+    """Re-solve exactly on the support of λ (equality-constrained least squares, KKT system)."""
+    support = [np.flatnonzero(lam > thresh) for lam in lams]
+    if any(len(s) == 0 for s in support):
+        return None
+    A = np.hstack([G[:, s] for G, s in zip(groups, support)])
+    sizes = [len(s) for s in support]
+    E = np.zeros((len(groups), A.shape[1]))
+    start = 0
+    for g, k in enumerate(sizes):
+        E[g, start : start + k] = 1.0
+        start += k
+    K = np.block([[A.T @ A, E.T], [E, np.zeros((len(groups), len(groups)))]])
+    rhs = np.concatenate([A.T @ y, np.ones(len(groups))])
+    sol = np.linalg.lstsq(K, rhs, rcond=None)[0][: A.shape[1]]
+    if np.any(sol < -1e-14):
+        return None
+    sol = np.maximum(sol, 0.0)
+    out = []
+    for (G, s), part in zip(zip(groups, support), _split(sol, sizes)):
+        lam = np.zeros(G.shape[1])
+        lam[s] = part / part.sum()
+        out.append(lam)
+    return out
+
+
+def feasible_combination(y, groups, tol):
+    """An exact membership test: λ with Σ_g A_g λ_g = y by LP (HiGHS), verified: residual ≤ tol."""
+    from scipy.optimize import linprog
+
+    sizes = [A.shape[1] for A in groups]
+    Afull = np.hstack(groups)
+    E = np.zeros((len(groups), Afull.shape[1]))
+    start = 0
+    for g, k in enumerate(sizes):
+        E[g, start : start + k] = 1.0
+        start += k
+    res = linprog(np.zeros(Afull.shape[1]), A_eq=np.vstack([Afull, E]),
+                  b_eq=np.concatenate([y, np.ones(len(groups))]), bounds=(0, None), method="highs")
+    if res.status != 0:
+        return None
+    lams = [_project_simplex(lam) for lam in _split(np.maximum(res.x, 0), sizes)]
+    x = sum((A @ lam for A, lam in zip(groups, lams)), np.zeros_like(y))
+    return lams if float(np.linalg.norm(y - x)) <= tol else None
+
+
 def min_norm_point(y: np.ndarray, groups: list[np.ndarray], *, rtol: float = 1e-10) -> DistanceResult:
     """Nearest point to ``y`` in Σ_g conv(columns of A_g), with certified bounds.
 
@@ -104,6 +150,12 @@ def min_norm_point(y: np.ndarray, groups: list[np.ndarray], *, rtol: float = 1e-
         return DistanceResult(y.copy(), tuple(np.eye(A.shape[1])[0] for A in groups), 0.0, 0.0)
     lams = _solve_slsqp(y, groups)
     x, lo, hi = _certify(y, groups, lams)
+    polished = _polish(y, groups, lams)
+    if polished is not None:
+        xp, lop, hip = _certify(y, groups, polished)
+        if hip < hi:
+            lams, x, hi = polished, xp, hip
+        lo = max(lo, lop)
     if hi - lo > rtol * max(1.0, hi):
         try:
             lams2 = _solve_cvxpy(y, groups)

@@ -1,0 +1,219 @@
+"""Compiled fast path of ``jacobian``: detect ties, and skip the interpreter where there are none.
+
+Along a trajectory most points are smooth: no nonsmooth primitive is tied, the conservative
+Jacobian is a singleton, and it equals the derivative of the active selection.  ``FastJacobian``
+compiles (``jax.jit``), for fixed argument shapes, one function returning
+
+* the value of the program,
+* a flag "some nonsmooth primitive is tied within ``tol``" (the same test the interpreter of
+  ``_jacobian`` applies: ``max``/``min``/``abs``/``clamp``/``reduce_max``/``reduce_min``/
+  ``sort``/``argmax`` ties, tied comparisons reaching ``select_n``/``cond``/conversions), and
+* the forward-mode Jacobian of the program with ``custom_jvp``/``custom_vjp`` functions inlined
+  to their primal implementation (the interpreter's semantics).
+
+When the flag is down the set is {that Jacobian}; otherwise the caller runs the interpreter.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.flatten_util
+import jax.extend.core as jcore
+import jax.numpy as jnp
+from jax import lax
+
+from . import _rules as R
+
+_TIE_PRIMS = {"max", "min", "abs", "clamp", "reduce_max", "reduce_min", "argmax", "argmin", "sort"}
+
+
+def _tied(name, params, vals, tol):
+    """Traced: does this nonsmooth primitive have a tie at these values?"""
+    f = lambda v: jnp.asarray(v, jnp.float64)  # noqa: E731
+    if name in ("max", "min"):
+        return jnp.any(jnp.abs(f(vals[0]) - f(vals[1])) <= tol)
+    if name == "abs":
+        return jnp.any(jnp.abs(f(vals[0])) <= tol)
+    if name == "clamp":
+        lo, x, hi = (f(v) for v in vals)
+        return jnp.any((jnp.abs(x - lo) <= tol) | (jnp.abs(x - hi) <= tol))
+    if name in ("reduce_max", "reduce_min", "argmax", "argmin"):
+        axes = tuple(params["axes"])
+        x = f(vals[0])
+        ext = jnp.max(x, axis=axes, keepdims=True) if name in ("reduce_max", "argmax") else jnp.min(x, axis=axes, keepdims=True)
+        return jnp.any(jnp.sum(jnp.abs(x - ext) <= tol, axis=axes) > 1)
+    if name == "sort":
+        if not R.is_float(vals[0]):
+            return jnp.asarray(False)
+        s = jnp.sort(f(vals[0]), axis=params["dimension"])
+        return jnp.any(jnp.diff(s, axis=params["dimension"]) <= tol)
+    raise KeyError(name)
+
+
+def _any(a):
+    return jnp.asarray(False) if a is None else jnp.any(a)
+
+
+def trace_ties(jaxpr, consts, args, ambs, tol):
+    """Evaluate ``jaxpr`` (traceable) → (outputs, output ambiguity masks, tie flag)."""
+    env, amb = {}, {}
+    flag = jnp.asarray(False)
+
+    def read(v):
+        return (v.val, None) if isinstance(v, jcore.Literal) else (env[v], amb.get(v))
+
+    for var, c in zip(jaxpr.constvars, consts):
+        env[var] = c
+    for var, a, m in zip(jaxpr.invars, args, ambs):
+        env[var] = a
+        if m is not None:
+            amb[var] = m
+    for eqn in jaxpr.eqns:
+        name, p = eqn.primitive.name, eqn.params
+        pairs = [read(v) for v in eqn.invars]
+        vals = [a for a, _ in pairs]
+        in_amb = [m for _, m in pairs]
+        out_amb = None
+        if name in ("jit", "pjit", "closed_call", "core_call", "custom_jvp_call", "custom_vjp_call",
+                    "custom_vjp_call_jaxpr", "remat2", "checkpoint", "remat"):
+            inner = p.get("jaxpr", p.get("call_jaxpr", p.get("fun_jaxpr")))
+            if hasattr(inner, "consts"):
+                inner, iconsts = inner.jaxpr, inner.consts
+            else:
+                iconsts = []
+            outs, oambs, f = trace_ties(inner, iconsts, vals, in_amb, tol)
+            flag = flag | f
+            for var, o, m in zip(eqn.outvars, outs, oambs):
+                env[var] = o
+                if m is not None:
+                    amb[var] = m
+            continue
+        if name == "cond":
+            flag = flag | _any(in_amb[0])
+            branches = p["branches"]
+
+            def make(br):
+                def g(*ops):
+                    outs, _, f = trace_ties(br.jaxpr, br.consts, list(ops), in_amb[1:], tol)
+                    return tuple(outs), f
+                return g
+
+            outs, f = lax.switch(vals[0], [make(b) for b in branches], *vals[1:])
+            flag = flag | f
+        elif name == "scan":
+            nc, ncar = p["num_consts"], p["num_carry"]
+            body = p["jaxpr"]
+            consts_v = vals[:nc]
+            if any(m is not None for m in in_amb):
+                flag = jnp.asarray(True)
+
+            def step(carry, x):
+                c, f = carry
+                outs, _, f2 = trace_ties(body.jaxpr, body.consts, list(consts_v) + list(c) + list(x),
+                                         [None] * len(body.jaxpr.invars), tol)
+                return (tuple(outs[:ncar]), f | f2), tuple(outs[ncar:])
+
+            (c, f), ys = lax.scan(step, (tuple(vals[nc : nc + ncar]), jnp.asarray(False)),
+                                  tuple(vals[nc + ncar :]), length=p["length"], reverse=p["reverse"])
+            outs = list(c) + list(ys)
+            flag = flag | f
+        elif name == "while":
+            cn, bn = p["cond_nconsts"], p["body_nconsts"]
+            cj, bj = p["cond_jaxpr"], p["body_jaxpr"]
+            cconsts, bconsts = vals[:cn], vals[cn : cn + bn]
+            if any(m is not None for m in in_amb):
+                flag = jnp.asarray(True)
+
+            def cond_fun(state):
+                carry, _ = state
+                (pred,), _, _ = trace_ties(cj.jaxpr, cj.consts, list(cconsts) + list(carry), [None] * len(cj.jaxpr.invars), tol)
+                return pred
+
+            def body_fun(state):
+                carry, f = state
+                (pred,), pamb, f1 = trace_ties(cj.jaxpr, cj.consts, list(cconsts) + list(carry), [None] * len(cj.jaxpr.invars), tol)
+                outs, _, f2 = trace_ties(bj.jaxpr, bj.consts, list(bconsts) + list(carry), [None] * len(bj.jaxpr.invars), tol)
+                return tuple(outs), f | f1 | f2 | _any(pamb[0])
+
+            init = (tuple(vals[cn + bn :]), jnp.asarray(False))
+            (c, f) = lax.while_loop(cond_fun, body_fun, init)
+            # the final (false) evaluation of the condition may itself be tied
+            (_,), pamb, f3 = trace_ties(cj.jaxpr, cj.consts, list(cconsts) + list(c), [None] * len(cj.jaxpr.invars), tol)
+            outs = list(c)
+            flag = flag | f | f3 | _any(pamb[0])
+        else:
+            outs = eqn.primitive.bind(*vals, **p)
+            outs = list(outs) if eqn.primitive.multiple_results else [outs]
+            if name in R.COMPARISONS:
+                flag = flag | _any(in_amb[0]) | _any(in_amb[1])
+                if R.is_float(vals[0]):
+                    out_amb = jnp.broadcast_to(
+                        jnp.abs(jnp.asarray(vals[0], jnp.float64) - jnp.asarray(vals[1], jnp.float64)) <= tol,
+                        jnp.shape(outs[0]))
+            elif name in R.LOGICAL and any(m is not None for m in in_amb):
+                shape = jnp.shape(outs[0])
+                ms = [jnp.zeros(shape, bool) if m is None else jnp.broadcast_to(m, shape) for m in in_amb]
+                if name == "not":
+                    out_amb = ms[0]
+                else:
+                    a, b = (jnp.asarray(v, bool) for v in vals)
+                    if name == "xor":
+                        out_amb = ms[0] | ms[1]
+                    elif name == "and":
+                        out_amb = (ms[0] | ms[1]) & ~((~ms[0] & ~a) | (~ms[1] & ~b))
+                    else:
+                        out_amb = (ms[0] | ms[1]) & ~((~ms[0] & a) | (~ms[1] & b))
+            elif name == "convert_element_type" and in_amb[0] is not None:
+                if jnp.issubdtype(p["new_dtype"], jnp.floating):
+                    flag = flag | _any(in_amb[0])
+                else:
+                    out_amb = in_amb[0]
+            elif name == "select_n":
+                flag = flag | _any(in_amb[0])
+            elif name in _TIE_PRIMS:
+                flag = flag | _tied(name, p, vals, tol)
+            elif any(m is not None for m in in_amb):
+                flag = flag | jnp.any(jnp.stack([_any(m) for m in in_amb]))
+        for var, o in zip(eqn.outvars, outs):
+            if not isinstance(var, jcore.DropVar):
+                env[var] = o
+        if out_amb is not None and not isinstance(eqn.outvars[0], jcore.DropVar):
+            amb[eqn.outvars[0]] = out_amb
+    outs = [read(v) for v in jaxpr.outvars]
+    return [o for o, _ in outs], [m for _, m in outs], flag
+
+
+class FastJacobian:
+    """Compiled (value, tie flag, Jacobian) for a flat function of float leaves.
+
+    ``closed`` is the jaxpr of the function of all leaves; ``diff`` the indices of the
+    differentiated leaves.  Calling with the leaves returns (output leaves, tied, J (M, N)).
+    """
+
+    def __init__(self, closed, diff, tol):
+        self.closed, self.diff, self.tol = closed, list(diff), float(tol)
+        self._fn = jax.jit(self._compute)
+
+    def _outputs(self, leaves):
+        outs, _, flag = trace_ties(self.closed.jaxpr, self.closed.consts, list(leaves),
+                                   [None] * len(leaves), self.tol)
+        return outs, flag
+
+    def _compute(self, leaves):
+        leaves = list(leaves)
+        outs, flag = self._outputs(leaves)
+        dl = [leaves[i] for i in self.diff]
+        flat, unravel = jax.flatten_util.ravel_pytree(dl)
+
+        def g(z):
+            ls = list(leaves)
+            for i, v in zip(self.diff, unravel(z)):
+                ls[i] = v
+            o, _ = self._outputs(ls)
+            return jnp.concatenate([jnp.ravel(jnp.asarray(x, jnp.float64)) for x in o])
+
+        J = jax.jacfwd(g)(flat)
+        return outs, flag, J
+
+    def __call__(self, leaves):
+        return self._fn(tuple(leaves))
