@@ -77,6 +77,14 @@ def _check_structure(F, x0, theta):
         out = jax.eval_shape(F, x0, theta)
     except KeyError as e:  # a θ dict without a key the map reads
         raise TypeError(f"theta is missing the key {e} read by the iteration map") from None
+    except (TypeError, ValueError) as e:
+        if getattr(F, "init", _identity) is _identity:
+            raise
+        shapes = jax.tree_util.tree_map(jnp.shape, x0)
+        raise type(e)(
+            f"{F.name}(x0, theta) failed for a state of shape {shapes}: {e}\n"
+            f"(the state of {F.name} is not the primal point: build it with F.init(x0))"
+        ) from e
     s_in = jax.tree_util.tree_structure(x0)
     s_out = jax.tree_util.tree_structure(out)
     if s_in != s_out:

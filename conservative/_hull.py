@@ -52,6 +52,23 @@ def _in_hull_lp(Q: np.ndarray, p: np.ndarray, tol: float) -> bool:
     return float(np.max(np.abs(lam @ Q - p))) <= tol
 
 
+def _qhull_vertices(Y: np.ndarray, tol: float):
+    """Vertices by Qhull in low dimension; every dropped point is verified against the facets."""
+    from scipy.spatial import ConvexHull, QhullError
+
+    try:
+        hull = ConvexHull(Y)
+    except (QhullError, ValueError):
+        return None
+    kept = np.zeros(len(Y), dtype=bool)
+    kept[hull.vertices] = True
+    A, b = hull.equations[:, :-1], hull.equations[:, -1]
+    # facet normals are unit vectors: A y + b is the signed distance to each facet plane
+    if np.any(A @ Y[~kept].T + b[:, None] > tol):
+        return None
+    return np.flatnonzero(kept)
+
+
 def extreme_points(P: np.ndarray, tol: float | None = None) -> np.ndarray:
     """Rows of ``P`` that are extreme points of conv(P) (after exact deduplication).
 
@@ -73,6 +90,10 @@ def extreme_points(P: np.ndarray, tol: float | None = None) -> np.ndarray:
         y = Y[:, 0]
         i, j = int(np.argmin(y)), int(np.argmax(y))
         return P[sorted({i, j})]
+    if 2 <= r <= 4 and len(P) > r + 2:
+        kept = _qhull_vertices(Y, tol)
+        if kept is not None:
+            return P[kept]
     # A point that uniquely maximises a linear functional is a vertex: skip its LP.
     rng = np.random.default_rng(0)
     sure = set()

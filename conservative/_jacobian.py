@@ -204,7 +204,9 @@ def _eval_eqn(ctx, eqn, invals):
             "rewrite the program with supported nonsmooth primitives (max, min, abs, clamp, where, sort)."
         )
     fun = (lambda *a: eqn.primitive.bind(*a, **p)) if eqn.primitive.multiple_results else (lambda *a: (eqn.primitive.bind(*a, **p),))
-    reps = R.push_linear(fun, vals, [v.rep for v in invals], len(outs))
+    pkey = R._params_key(p)
+    reps = R.push_linear(fun, vals, [v.rep for v in invals], len(outs),
+                         key=None if pkey is None else (name, pkey))
     for r in reps:
         _check_finite_rep(name, r)
     return [_V(o, r if R.is_float(o) else None) for o, r in zip(outs, reps)]
@@ -238,7 +240,12 @@ def _select_n(ctx, invals, out):
             )
     if not R.is_float(out) or all(c.rep is None for c in cases):
         return _V(out)
-    return _V(out, R.select_elementwise(ctx, _branch_reps(ctx, cases, shape), active))
+    owner = None
+    if pred.amb is not None and np.shape(pred.val) != shape:
+        # one comparison controls several positions (broadcast): they share one selection
+        pshape = np.shape(pred.val)
+        owner = np.broadcast_to(np.arange(int(np.prod(pshape, dtype=np.int64))).reshape(pshape), shape).ravel()
+    return _V(out, R.select_elementwise(ctx, _branch_reps(ctx, cases, shape), active, owner))
 
 
 def _nonsmooth(ctx, eqn, invals):

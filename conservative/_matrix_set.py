@@ -240,7 +240,10 @@ class MatrixSet:
         sizes = [g.k for g in self._groups]
         if len(sizes) == 1:
             return f"MatrixSet(conv of {sizes[0]} matrices {m}×{n})"
-        return f"MatrixSet({m}×{n}: center + Minkowski sum of {len(sizes)} hulls of sizes {sizes})"
+        from collections import Counter
+
+        desc = ", ".join(f"{c}×{k}" if c > 1 else f"{k}" for k, c in sorted(Counter(sizes).items()))
+        return f"MatrixSet({m}×{n}: center + Minkowski sum of {len(sizes)} hulls of sizes [{desc}])"
 
     # ----------------------------------------------------------------- vertices
     def enumerate_vertices(self, max_vertices: int | None = None) -> np.ndarray:

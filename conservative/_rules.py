@@ -57,23 +57,58 @@ def is_float(x) -> bool:
     return jnp.issubdtype(jnp.result_type(x), jnp.floating)
 
 
-def push_linear(fun, primals, reps, n_out):
-    """Push reps through ``fun`` (tuple of outputs) with JAX's JVP; returns a list of reps."""
-    diff = [i for i, r in enumerate(reps) if r is not None and is_float(primals[i])]
-    if not diff:
-        return [None] * n_out
-    N = reps[diff[0]].ncols
-    dprimals = tuple(primals[i] for i in diff)
+_SEEN: dict = {}
+_COMPILED: dict = {}
+
+
+def _column_jvp(fun, diff, primals, tangents):
+    """Batched JVP of ``fun`` in the arguments ``diff``: tangents carry a leading column axis."""
 
     def f(*dargs):
         args = list(primals)
         for i, a in zip(diff, dargs):
             args[i] = a
-        out = fun(*args)
-        return tuple(out)
+        return tuple(fun(*args))
+
+    dprimals = tuple(primals[i] for i in diff)
+    return jax.vmap(lambda *ts: jax.jvp(f, dprimals, tuple(ts))[1])(*tangents)
+
+
+def _params_key(params):
+    try:
+        key = tuple(sorted(params.items()))
+        hash(key)
+        return key
+    except TypeError:
+        return None
+
+
+def push_linear(fun, primals, reps, n_out, key=None):
+    """Push reps through ``fun`` (tuple of outputs) with JAX's JVP; returns a list of reps.
+
+    ``key`` (hashable, e.g. (primitive, params)) identifies ``fun``: a (key, shapes) pair seen
+    twice is compiled with ``jax.jit`` and reused, so repeated interpretation (along a
+    trajectory) does not pay JAX's eager dispatch for every primitive again.
+    """
+    diff = [i for i, r in enumerate(reps) if r is not None and is_float(primals[i])]
+    if not diff:
+        return [None] * n_out
+    N = reps[diff[0]].ncols
+    primals = [jnp.asarray(p) for p in primals]
 
     def jvp_cols(tangents):
-        return jax.vmap(lambda *ts: jax.jvp(f, dprimals, tuple(ts))[1])(*tangents)
+        if key is not None:
+            sig = (key, tuple(diff), tuple((p.shape, p.dtype, getattr(p, "weak_type", False)) for p in primals),
+                   tuple(t.shape for t in tangents))
+            count = _SEEN.get(sig, 0) + 1
+            _SEEN[sig] = count
+            if count >= 2:
+                fn = _COMPILED.get((key, tuple(diff)))
+                if fn is None:
+                    fn = jax.jit(lambda ps, ts: _column_jvp(fun, diff, ps, ts))
+                    _COMPILED[(key, tuple(diff))] = fn
+                return fn(tuple(primals), tuple(tangents))
+        return _column_jvp(fun, diff, primals, tangents)
 
     shapes = [np.shape(primals[i]) for i in diff]
     dtypes = [jnp.result_type(primals[i]) for i in diff]
@@ -87,11 +122,13 @@ def push_linear(fun, primals, reps, n_out):
             continue
         R = np.unique(np.concatenate([rows for rows, _ in rep.tables.values()]))
         size = int(np.prod(shapes[j], dtype=np.int64))
-        basis = np.zeros((len(R), size))
+        # pad the batch to a power of two: few distinct shapes, so compiled JVPs are reused
+        B = 1 << int(np.ceil(np.log2(len(R)))) if len(R) > 1 else 1
+        basis = np.zeros((B, size))
         basis[np.arange(len(R)), R] = 1.0
-        tang = [jnp.zeros((len(R),) + s, dtype=d) for s, d in zip(shapes, dtypes)]
-        tang[j] = jnp.asarray(basis.reshape((len(R),) + shapes[j]), dtype=dtypes[j])
-        cols = jvp_cols(tang)
+        tang = [jnp.zeros((B,) + s, dtype=d) for s, d in zip(shapes, dtypes)]
+        tang[j] = jnp.asarray(basis.reshape((B,) + shapes[j]), dtype=dtypes[j])
+        cols = [c[: len(R)] for c in jvp_cols(tang)]
         for o, col in enumerate(cols):
             if centers[o] is None:
                 continue
@@ -113,11 +150,12 @@ def broadcast_to(ctx, val, rep, shape):
     """The rep of jnp.broadcast_to(val, shape) (a linear map)."""
     if rep is None or np.shape(val) == tuple(shape):
         return rep
-    return push_linear(lambda a: (jnp.broadcast_to(a, shape),), [val], [rep], 1)[0]
+    shape = tuple(shape)
+    return push_linear(lambda a: (jnp.broadcast_to(a, shape),), [val], [rep], 1, key=("broadcast_to", shape))[0]
 
 
 def negate(ctx, val, rep):
-    return None if rep is None else push_linear(lambda a: (-a,), [val], [rep], 1)[0]
+    return None if rep is None else push_linear(lambda a: (-a,), [val], [rep], 1, key=("negate",))[0]
 
 
 def zero_rep(size, ncols):
@@ -132,11 +170,12 @@ def values_agree(vals, tol):
     return spread <= tol + 8 * np.finfo(np.float64).eps * np.maximum(scale, 1.0)
 
 
-def select_elementwise(ctx, branches, active):
+def select_elementwise(ctx, branches, active, owner=None):
     """Elementwise selection among branch reps (same size s) with an (K, s) active mask.
 
     Positions with one active branch take its rows; positions with several get a new base
-    choice among the active branches (in order).
+    choice among the active branches (in order).  Tied positions with the same ``owner``
+    (e.g. the positions a broadcast scalar condition controls) share one choice.
     """
     K, s = active.shape
     N = ctx.ncols
@@ -156,13 +195,18 @@ def select_elementwise(ctx, branches, active):
     tied = np.flatnonzero(~single)
     if len(tied) == 0:
         return base
+    if owner is None:
+        groups = [np.array([p]) for p in tied]
+    else:
+        own = owner[tied]
+        groups = [tied[own == o] for o in np.unique(own)]
     blocks = []
-    for p in tied:
+    for P in groups:
         opts = []
-        for a in np.flatnonzero(active[:, p]):
+        for a in np.flatnonzero(active[:, P[0]]):
             br = branches[a]
-            opts.append(zero_rep(1, N) if br is None else br.take_rows(np.array([p])))
-        blocks.append((np.array([p]), opts))
+            opts.append(zero_rep(len(P), N) if br is None else br.take_rows(P))
+        blocks.append((P, opts))
     return choose(ctx.choices, base, blocks)
 
 
