@@ -37,6 +37,8 @@ def _tied(name, params, vals, tol):
     if name == "clamp":
         lo, x, hi = (f(v) for v in vals)
         return jnp.any((jnp.abs(x - lo) <= tol) | (jnp.abs(x - hi) <= tol))
+    if name in ("argmax", "argmin") and not R.is_float(vals[0]):
+        return jnp.asarray(False)
     if name in ("reduce_max", "reduce_min", "argmax", "argmin"):
         axes = tuple(params["axes"])
         x = f(vals[0])
@@ -54,18 +56,29 @@ def _any(a):
     return jnp.asarray(False) if a is None else jnp.any(a)
 
 
-def trace_ties(jaxpr, consts, args, ambs, tol):
-    """Evaluate ``jaxpr`` (traceable) → (outputs, output ambiguity masks, tie flag)."""
-    env, amb = {}, {}
+def trace_ties(jaxpr, consts, args, ambs, tol, deps=None):
+    """Evaluate ``jaxpr`` (traceable) → (outputs, output ambiguity masks, tie flag, output deps).
+
+    ``deps[i]`` says whether argument i may depend on the differentiated inputs (an
+    over-approximation is safe: it can only send a point to the interpreter for nothing).
+    Ties between values that do not depend on the inputs are locally constant and ignored,
+    as in the interpreter.
+    """
+    env, amb, dep = {}, {}, {}
     flag = jnp.asarray(False)
+    deps = [True] * len(args) if deps is None else list(deps)
 
     def read(v):
         return (v.val, None) if isinstance(v, jcore.Literal) else (env[v], amb.get(v))
 
+    def is_dep(v):
+        return False if isinstance(v, jcore.Literal) else dep.get(v, False)
+
     for var, c in zip(jaxpr.constvars, consts):
         env[var] = c
-    for var, a, m in zip(jaxpr.invars, args, ambs):
+    for var, a, m, d in zip(jaxpr.invars, args, ambs, deps):
         env[var] = a
+        dep[var] = bool(d)
         if m is not None:
             amb[var] = m
     for eqn in jaxpr.eqns:
@@ -73,6 +86,9 @@ def trace_ties(jaxpr, consts, args, ambs, tol):
         pairs = [read(v) for v in eqn.invars]
         vals = [a for a, _ in pairs]
         in_amb = [m for _, m in pairs]
+        in_dep = [is_dep(v) for v in eqn.invars]
+        any_dep = any(in_dep)
+        out_dep = [any_dep] * len(eqn.outvars)
         out_amb = None
         if name in ("jit", "pjit", "closed_call", "core_call", "custom_jvp_call", "custom_vjp_call",
                     "custom_vjp_call_jaxpr", "remat2", "checkpoint", "remat"):
@@ -81,10 +97,11 @@ def trace_ties(jaxpr, consts, args, ambs, tol):
                 inner, iconsts = inner.jaxpr, inner.consts
             else:
                 iconsts = []
-            outs, oambs, f = trace_ties(inner, iconsts, vals, in_amb, tol)
+            outs, oambs, f, odeps = trace_ties(inner, iconsts, vals, in_amb, tol, in_dep)
             flag = flag | f
-            for var, o, m in zip(eqn.outvars, outs, oambs):
+            for var, o, m, d in zip(eqn.outvars, outs, oambs, odeps):
                 env[var] = o
+                dep[var] = d
                 if m is not None:
                     amb[var] = m
             continue
@@ -94,7 +111,7 @@ def trace_ties(jaxpr, consts, args, ambs, tol):
 
             def make(br):
                 def g(*ops):
-                    outs, _, f = trace_ties(br.jaxpr, br.consts, list(ops), in_amb[1:], tol)
+                    outs, _, f, _ = trace_ties(br.jaxpr, br.consts, list(ops), in_amb[1:], tol, in_dep[1:])
                     return tuple(outs), f
                 return g
 
@@ -109,8 +126,8 @@ def trace_ties(jaxpr, consts, args, ambs, tol):
 
             def step(carry, x):
                 c, f = carry
-                outs, _, f2 = trace_ties(body.jaxpr, body.consts, list(consts_v) + list(c) + list(x),
-                                         [None] * len(body.jaxpr.invars), tol)
+                outs, _, f2, _ = trace_ties(body.jaxpr, body.consts, list(consts_v) + list(c) + list(x),
+                                            [None] * len(body.jaxpr.invars), tol, [any_dep] * len(body.jaxpr.invars))
                 return (tuple(outs[:ncar]), f | f2), tuple(outs[ncar:])
 
             (c, f), ys = lax.scan(step, (tuple(vals[nc : nc + ncar]), jnp.asarray(False)),
@@ -126,19 +143,23 @@ def trace_ties(jaxpr, consts, args, ambs, tol):
 
             def cond_fun(state):
                 carry, _ = state
-                (pred,), _, _ = trace_ties(cj.jaxpr, cj.consts, list(cconsts) + list(carry), [None] * len(cj.jaxpr.invars), tol)
+                (pred,), _, _, _ = trace_ties(cj.jaxpr, cj.consts, list(cconsts) + list(carry), [None] * len(cj.jaxpr.invars), tol,
+                                              [any_dep] * len(cj.jaxpr.invars))
                 return pred
 
             def body_fun(state):
                 carry, f = state
-                (pred,), pamb, f1 = trace_ties(cj.jaxpr, cj.consts, list(cconsts) + list(carry), [None] * len(cj.jaxpr.invars), tol)
-                outs, _, f2 = trace_ties(bj.jaxpr, bj.consts, list(bconsts) + list(carry), [None] * len(bj.jaxpr.invars), tol)
+                (pred,), pamb, f1, _ = trace_ties(cj.jaxpr, cj.consts, list(cconsts) + list(carry), [None] * len(cj.jaxpr.invars), tol,
+                                                  [any_dep] * len(cj.jaxpr.invars))
+                outs, _, f2, _ = trace_ties(bj.jaxpr, bj.consts, list(bconsts) + list(carry), [None] * len(bj.jaxpr.invars), tol,
+                                            [any_dep] * len(bj.jaxpr.invars))
                 return tuple(outs), f | f1 | f2 | _any(pamb[0])
 
             init = (tuple(vals[cn + bn :]), jnp.asarray(False))
             (c, f) = lax.while_loop(cond_fun, body_fun, init)
             # the final (false) evaluation of the condition may itself be tied
-            (_,), pamb, f3 = trace_ties(cj.jaxpr, cj.consts, list(cconsts) + list(c), [None] * len(cj.jaxpr.invars), tol)
+            (_,), pamb, f3, _ = trace_ties(cj.jaxpr, cj.consts, list(cconsts) + list(c), [None] * len(cj.jaxpr.invars), tol,
+                                           [any_dep] * len(cj.jaxpr.invars))
             outs = list(c)
             flag = flag | f | f3 | _any(pamb[0])
         else:
@@ -146,7 +167,7 @@ def trace_ties(jaxpr, consts, args, ambs, tol):
             outs = list(outs) if eqn.primitive.multiple_results else [outs]
             if name in R.COMPARISONS:
                 flag = flag | _any(in_amb[0]) | _any(in_amb[1])
-                if R.is_float(vals[0]):
+                if R.is_float(vals[0]) and eqn.invars[0] is not eqn.invars[1] and any_dep:
                     out_amb = jnp.broadcast_to(
                         jnp.abs(jnp.asarray(vals[0], jnp.float64) - jnp.asarray(vals[1], jnp.float64)) <= tol,
                         jnp.shape(outs[0]))
@@ -170,17 +191,24 @@ def trace_ties(jaxpr, consts, args, ambs, tol):
                     out_amb = in_amb[0]
             elif name == "select_n":
                 flag = flag | _any(in_amb[0])
-            elif name in _TIE_PRIMS:
+                if any(m is not None for m in in_amb[1:]):
+                    flag = jnp.asarray(True)
+            elif name in R.STRUCTURAL and any(m is not None for m in in_amb) and not any(R.is_float(v) for v in vals):
+                masks = [jnp.zeros(jnp.shape(v), bool) if m is None else m for v, m in zip(vals, in_amb)]
+                masks = [m if jnp.result_type(v) == jnp.bool_ else v for m, v in zip(masks, vals)]
+                out_amb = eqn.primitive.bind(*masks, **p)
+            elif name in _TIE_PRIMS and any_dep:
                 flag = flag | _tied(name, p, vals, tol)
             elif any(m is not None for m in in_amb):
                 flag = flag | jnp.any(jnp.stack([_any(m) for m in in_amb]))
-        for var, o in zip(eqn.outvars, outs):
+        for var, o, d in zip(eqn.outvars, outs, out_dep):
             if not isinstance(var, jcore.DropVar):
                 env[var] = o
+                dep[var] = d
         if out_amb is not None and not isinstance(eqn.outvars[0], jcore.DropVar):
             amb[eqn.outvars[0]] = out_amb
     outs = [read(v) for v in jaxpr.outvars]
-    return [o for o, _ in outs], [m for _, m in outs], flag
+    return [o for o, _ in outs], [m for _, m in outs], flag, [is_dep(v) for v in jaxpr.outvars]
 
 
 class FastJacobian:
@@ -195,8 +223,8 @@ class FastJacobian:
         self._fn = jax.jit(self._compute)
 
     def _outputs(self, leaves):
-        outs, _, flag = trace_ties(self.closed.jaxpr, self.closed.consts, list(leaves),
-                                   [None] * len(leaves), self.tol)
+        outs, _, flag, _ = trace_ties(self.closed.jaxpr, self.closed.consts, list(leaves),
+                                      [None] * len(leaves), self.tol, [i in self.diff for i in range(len(leaves))])
         return outs, flag
 
     def _compute(self, leaves):

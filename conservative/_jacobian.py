@@ -169,7 +169,11 @@ def _eval_eqn(ctx, eqn, invals):
         out = _bind(eqn, vals)[0]
         if any(v.amb is not None for v in invals):
             raise ValueError(f"jacobian: comparison '{name}' of a tied (ambiguous) boolean/integer is not supported")
-        amb = R.ambiguous_compare(name, vals[0], vals[1], ctx.tol) if R.is_float(vals[0]) else None
+        same = eqn.invars[0] is eqn.invars[1]  # e.g. the NaN test x != x: never tied
+        # values that do not depend on the differentiated inputs are locally constant: no tie
+        depends = any(v.rep is not None for v in invals)
+        amb = (R.ambiguous_compare(name, vals[0], vals[1], ctx.tol)
+               if R.is_float(vals[0]) and not same and depends else None)
         return [_V(out, None, amb)]
     if name in R.LOGICAL and all(jnp.result_type(v) == jnp.bool_ for v in vals):
         out = _bind(eqn, vals)[0]
@@ -183,8 +187,14 @@ def _eval_eqn(ctx, eqn, invals):
                 "branches can be compared."
             )
         return [_V(_bind(eqn, vals)[0], None, invals[0].amb)]
-    if name == "select_n":
+    if name == "select_n" and all(v.amb is None for v in invals[1:]):
         return [_select_n(ctx, invals, _bind(eqn, vals)[0])]
+    if name in R.STRUCTURAL and any(v.amb is not None for v in invals) and not any(R.is_float(v) for v in vals):
+        # data movement of tied booleans: move the ambiguity masks the same way
+        masks = [np.zeros(np.shape(v.val), bool) if v.amb is None else v.amb for v in invals]
+        masks = [m if jnp.result_type(v.val) == jnp.bool_ else v.val for m, v in zip(masks, invals)]
+        out = _bind(eqn, vals)[0]
+        return [_V(out, None, np.asarray(eqn.primitive.bind(*[jnp.asarray(m) for m in masks], **p)))]
     if name in ("max", "min", "abs", "clamp", "reduce_max", "reduce_min", "argmax", "argmin", "sort"):
         return _nonsmooth(ctx, eqn, invals)
 
@@ -256,6 +266,8 @@ def _nonsmooth(ctx, eqn, invals):
             raise ValueError(f"jacobian: primitive '{name}' received a tied comparison result (operand {i})")
     outs = _bind(eqn, vals)
     tol = ctx.tol
+    if name in ("argmax", "argmin") and not R.is_float(vals[0]):
+        return [_V(o) for o in outs]
     if name in ("argmax", "argmin"):
         x = np.moveaxis(np.asarray(vals[0], np.float64), p["axes"][0], -1)
         ext = x.max(axis=-1, keepdims=True) if name == "argmax" else x.min(axis=-1, keepdims=True)
@@ -444,6 +456,8 @@ def _prepare(fun, argnums, args):
         if not -len(args) <= a < len(args):
             raise ValueError(f"argnums: {a} is out of range for {len(args)} positional arguments")
     argnums_t = tuple(a % len(args) for a in argnums_t)
+    if len(set(argnums_t)) != len(argnums_t):
+        raise ValueError(f"argnums: repeated argument indices in {argnums!r}")
     leaves, treedef = jax.tree_util.tree_flatten(args)
     leaves = [jnp.asarray(l) for l in leaves]
     counts = [len(jax.tree_util.tree_leaves(a)) for a in args]

@@ -121,12 +121,14 @@ class MatrixSet:
     All data is float64; float32 input triggers a warning, non-finite input a ``ValueError``.
     """
 
-    __slots__ = ("_shape", "_center", "_groups", "_n_generators", "_vertex_cache")
+    __slots__ = ("_shape", "_center", "_groups", "_n_generators", "_vertex_cache", "_raw")
     max_vertices = DEFAULT_MAX_VERTICES
+    __array_ufunc__ = None  # so that ``ndarray @ S`` and ``ndarray + S`` reach MatrixSet's operators
 
     def __init__(self, generators):
         if isinstance(generators, MatrixSet):
             self._init_from(generators._shape, generators._center, generators._groups, len(generators))
+            object.__setattr__(self, "_raw", generators._raw)
             return
         if isinstance(generators, Sequence) and not isinstance(generators, str):
             if len(generators) == 0:
@@ -148,6 +150,8 @@ class MatrixSet:
             raise ValueError(f"generators: matrices must be non-empty, got shape {(m, n)}")
         center, groups = _normalize(np.zeros(m * n), [arr.reshape(k, m * n)])
         self._init_from((m, n), center, groups, k)
+        arr.flags.writeable = False
+        object.__setattr__(self, "_raw", arr)  # generators as given (for coupled hstack)
 
     def _init_from(self, shape, center, groups, n_generators):
         object.__setattr__(self, "_shape", (int(shape[0]), int(shape[1])))
@@ -160,6 +164,7 @@ class MatrixSet:
         object.__setattr__(self, "_groups", tuple(groups))
         object.__setattr__(self, "_n_generators", int(n_generators))
         object.__setattr__(self, "_vertex_cache", None)
+        object.__setattr__(self, "_raw", None)
 
     def __setattr__(self, name, value):
         raise AttributeError("MatrixSet is immutable")
@@ -496,8 +501,9 @@ class MatrixSet:
     def hstack(sets: Sequence[MatrixSet], *, coupled: bool = True) -> MatrixSet:
         """Horizontal concatenation of blocks.
 
-        ``coupled=True`` (blocks of the same selections): all sets must be plain hulls with the
-        same number k of stored generators, paired by index: conv{[X¹_i, X²_i, ...] : i ≤ k}.
+        ``coupled=True`` (blocks of the same selections): all sets must be plain hulls built from
+        the same number k of generators, paired by index *as given to the constructor*
+        (duplicates included): conv{[X¹_i, X²_i, ...] : i ≤ k}.
         ``coupled=False`` (independent blocks): {[X¹, X², ...] : Xʲ ∈ Sʲ}, the Minkowski sum of
         the embedded blocks (exact, no enumeration).
         """
@@ -527,12 +533,12 @@ class MatrixSet:
             return total
         gens = []
         for i, s in enumerate(sets):
-            if len(s._groups) > 1:
+            if s._raw is None and len(s._groups) > 1:
                 raise ValueError(
                     f"sets[{i}]: coupled concatenation pairs generators by index and needs plain hulls "
                     "(MatrixSet(generators)), not Minkowski sums"
                 )
-            gens.append(s.generators)
+            gens.append(s._raw if s._raw is not None else s.generators)
         k = {len(g) for g in gens}
         if len(k) != 1:
             raise ValueError(f"sets: coupled blocks need the same number of generators, got {[len(g) for g in gens]}")

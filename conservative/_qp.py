@@ -165,4 +165,5 @@ def min_norm_point(y: np.ndarray, groups: list[np.ndarray], *, rtol: float = 1e-
             lo = max(lo, lo2)
         except Exception:  # noqa: BLE001 - the SLSQP bounds remain valid
             pass
-    return DistanceResult(x, tuple(lams), lo, hi)
+    # the lower bound is a certificate up to rounding: never report it above the attained upper
+    return DistanceResult(x, tuple(lams), min(lo, hi), hi)

@@ -40,6 +40,10 @@ SMOOTH = {
     "zeta", "tridiagonal_solve", "cholesky_update", "symmetric_product",
 }
 
+# primitives that only move data: tied-comparison masks can follow them
+STRUCTURAL = {"broadcast_in_dim", "reshape", "squeeze", "expand_dims", "transpose", "slice",
+              "concatenate", "rev", "copy", "copy_p", "dynamic_slice", "gather"}
+
 LOCALLY_CONSTANT = {"sign", "floor", "ceil", "round", "stop_gradient", "nextafter", "is_finite"}
 
 COMPARISONS = {"lt", "le", "gt", "ge", "eq", "ne"}
