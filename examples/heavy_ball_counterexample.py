@@ -7,8 +7,15 @@ f(x) = x²/2 for x ≥ 0 and x²/8 for x < 0; heavy-ball with α = 1, β = 3/4 i
 (a) the iterates converge to 0;
 (b) the conservative Jacobian of F at (0, 0) is conv{M1, M2} (``conservative.jacobian``);
 (c) M1 M1 M2 M2 has the eigenvalue -9/8, verified exactly with sympy, so the joint spectral
-    radius of {M1, M2} exceeds 1 and the derivative recursion J_{k+1} = M_{σ_k} J_k can diverge
-    although every iterate is at the fixed point; ``jax.jacfwd`` picks one vertex.
+    radius of {M1, M2} exceeds 1 (``theory.jsr`` brackets it with certificates) and the derivative
+    recursion J_{k+1} = M_{σ_k} J_k can diverge although every iterate is at the fixed point;
+    ``jax.jacfwd`` picks one vertex;
+(d) the set-valued piggyback started at the fixed point: diam 𝒥_k grows geometrically (rate
+    close to the JSR); for gradient descent the sets converge (to the fixed set [2, 8]);
+(e) two equivalent programs for f' (``x >= 0`` vs ``x > 0`` in ``jnp.where``) pick different
+    selections at 0; alternating them, the iterates stay exactly at 0 while JAX's derivative
+    of the iterates diverges;
+(f) the same alternation for gradient descent: JAX's derivative converges.
 
 Writes ``heavy_ball.png`` and ``heavy_ball.json`` to ``--out``.
 """
@@ -32,6 +39,7 @@ import numpy as np  # noqa: E402
 import sympy as sp  # noqa: E402
 
 import conservative  # noqa: E402
+import theory  # noqa: E402
 
 ALPHA, BETA = 1.0, 0.75
 
@@ -152,6 +160,9 @@ def run(out_dir="out", quick=False, seed=0) -> dict:
     jax_element = np.asarray(jax.jacfwd(heavy_ball_map)(jnp.zeros(2)))
     jax_vertex = [i + 1 for i, M in enumerate((M1, M2)) if np.array_equal(M, jax_element)]
 
+    # (c) joint spectral radius of the family {M1, M2}, with its certificates
+    jsr = theory.jsr([M1, M2])
+    gd_jsr = theory.jsr([np.array([[1 - GD_STEP]]), np.array([[1 - GD_STEP / 4]])])
     Pn = np.asarray(P, dtype=np.float64)
     ks = np.arange(0, 41 if quick else 81)
     norms = [float(np.linalg.norm(np.linalg.matrix_power(Pn, int(k)), 2)) for k in ks]
@@ -163,7 +174,7 @@ def run(out_dir="out", quick=False, seed=0) -> dict:
     hb_rate = fitted_rate(pb_hb.diameters[1:])
 
     # (e) equivalent programs, alternated: iterates stay at 0, AD derivative diverges
-    alt_steps = 80 if quick else 400
+    alt_steps = 200 if quick else 400
     hb_norms, hb_max_iterate = alternating_ad_jacobians((heavy_ball_map, heavy_ball_closed), (1, 1, 0, 0), alt_steps)
     # (f) the same for gradient descent: the AD derivative converges
     gd_norms, gd_max_iterate = alternating_ad_jacobians((gd_map, gd_map_closed), (1, 1, 0, 0), alt_steps)
@@ -187,8 +198,8 @@ def run(out_dir="out", quick=False, seed=0) -> dict:
     ks_pb = np.arange(pb_steps + 1)
     ax2[0].semilogy(ks_pb, _positive(pb_hb.diameters), label="heavy-ball: diam $\\mathcal{J}_k$")
     ax2[0].semilogy(ks_pb, _positive(pb_gd.diameters), label="gradient descent ($\\gamma=1/2$): diam $\\mathcal{J}_k$ → 6")
-    ref = pb_hb.diameters[pb_steps // 2] * (9 / 8) ** ((ks_pb - pb_steps // 2) / 4)
-    ax2[0].semilogy(ks_pb[1:], ref[1:], "k--", lw=0.8, label="rate $(9/8)^{k/4}$ (word $M_1M_1M_2M_2$)")
+    ref = pb_hb.diameters[pb_steps // 2] * jsr.upper ** (ks_pb - pb_steps // 2)
+    ax2[0].semilogy(ks_pb[1:], ref[1:], "k--", lw=0.8, label=f"rate JSR = {jsr.upper:.4f}")
     ax2[0].set_xlabel("k")
     ax2[0].set_title("set-valued piggyback at the fixed point")
     ax2[0].legend(fontsize=8)
@@ -215,6 +226,11 @@ def run(out_dir="out", quick=False, seed=0) -> dict:
         "M1M1M2M2_eigenvalues_exact": sorted(str(e) for e in eig),
         "eigenvalue_minus_9_8_verified": bool(has_minus_9_8),
         "jsr_lower_bound_from_word": rho_word,
+        "jsr_lower": jsr.lower,
+        "jsr_upper": jsr.upper,
+        "jsr_certificate_word": [int(i) + 1 for i in jsr.certificate],
+        "jsr_summary": repr(jsr),
+        "gradient_descent_family_jsr_upper": gd_jsr.upper,
         "jax_jacfwd_element": jax_element,
         "jax_element_is_vertex": jax_vertex,
         "product_norms": norms,
@@ -253,9 +269,12 @@ def main(argv=None):
     print(f"  (b) conservative Jacobian of F at (0, 0) = conv{{M1, M2}}:\n      M1 = {s['M1'].tolist()}\n      M2 = {s['M2'].tolist()}")
     print(f"  (c) M1 M1 M2 M2 = {s['M1M1M2M2_exact']} has eigenvalues {s['M1M1M2M2_eigenvalues_exact']} (exact, sympy)")
     print(f"      -9/8 verified: {s['eigenvalue_minus_9_8_verified']}; JSR ≥ (9/8)^(1/4) = {s['jsr_lower_bound_from_word']:.6f} > 1")
+    print(f"      theory.jsr: {s['jsr_lower']:.10f} ≤ JSR ≤ {s['jsr_upper']:.10f}, lower bound from the word "
+          f"{''.join('M%d' % i for i in s['jsr_certificate_word'])}")
     print(f"      jax.jacfwd returns {s['jax_jacfwd_element'].tolist()} = vertex M{s['jax_element_is_vertex']}")
     a = s["alternating_programs"]
-    print(f"  (d) set-valued piggyback at the fixed point: diam 𝒥_k grows at the fitted rate {s['piggyback_heavy_ball_fitted_rate']:.6f} per step")
+    print(f"  (d) set-valued piggyback at the fixed point: diam 𝒥_k grows at the fitted rate {s['piggyback_heavy_ball_fitted_rate']:.6f} per step"
+          f" (JSR {s['jsr_upper']:.6f}; the fit includes polynomial factors over a finite window)")
     print(f"      (gradient descent: final diameter {s['piggyback_gradient_descent_final_diameter']:.2e}); JAX's element always in the set: {s['piggyback_ad_element_always_in_set']}")
     print(f"  (e) {a['implementations'][0]} and {a['implementations'][1]} alternated: iterates stay at {a['heavy_ball_max_abs_iterate']}, "
           f"‖∂z_k/∂z_0‖ = {a['heavy_ball_ad_jacobian_norms'][-1]:.3e} after {a['steps']} steps (rate {a['heavy_ball_ad_fitted_rate']:.6f})")
