@@ -54,6 +54,30 @@ def _project_simplex(v):
     return np.maximum(v - css[rho - 1] / rho, 0.0)
 
 
+def _solve_nnls(y, groups):
+    """min ‖y - Σ A_g λ_g‖² + w² Σ_g (1ᵀλ_g - 1)², λ ≥ 0 (Lawson-Hanson), projected to the simplices."""
+    from scipy.optimize import nnls
+
+    sizes = [A.shape[1] for A in groups]
+    Afull = np.hstack(groups)
+    scale = max(1.0, float(np.abs(Afull).max()), float(np.abs(y).max()))
+    w = 1e3 * scale
+    E = np.zeros((len(groups), Afull.shape[1]))
+    start = 0
+    for g, k in enumerate(sizes):
+        E[g, start : start + k] = w
+        start += k
+    try:
+        z, _ = nnls(np.vstack([Afull, E]), np.concatenate([y, np.full(len(groups), w)]), maxiter=50 * Afull.shape[1])
+    except RuntimeError:
+        return None
+    out = []
+    for lam in _split(z, sizes):
+        total = lam.sum()
+        out.append(lam / total if total > 0 else np.full(len(lam), 1.0 / len(lam)))
+    return out
+
+
 def _solve_slsqp(y, groups):
     sizes = [A.shape[1] for A in groups]
     Afull = np.hstack(groups)
@@ -148,22 +172,34 @@ def min_norm_point(y: np.ndarray, groups: list[np.ndarray], *, rtol: float = 1e-
     # Single group with a single point, or y of dimension 0: closed form.
     if y.size == 0:
         return DistanceResult(y.copy(), tuple(np.eye(A.shape[1])[0] for A in groups), 0.0, 0.0)
-    lams = _solve_slsqp(y, groups)
-    x, lo, hi = _certify(y, groups, lams)
-    polished = _polish(y, groups, lams)
-    if polished is not None:
-        xp, lop, hip = _certify(y, groups, polished)
-        if hip < hi:
-            lams, x, hi = polished, xp, hip
-        lo = max(lo, lop)
-    if hi - lo > rtol * max(1.0, hi):
+    best = None  # (lams, x, hi); lo is the best certified lower bound over all attempts
+    lo = 0.0
+
+    def consider(candidate):
+        nonlocal best, lo
+        if candidate is None:
+            return
+        for lams in (candidate, _polish(y, groups, candidate)):
+            if lams is None:
+                continue
+            x, l, h = _certify(y, groups, lams)
+            lo = max(lo, l)
+            if best is None or h < best[2]:
+                best = (lams, x, h)
+
+    def done():
+        return best[2] - lo <= rtol * max(1.0, best[2])
+
+    # 1) NNLS with the simplex equalities as heavily weighted rows, then exact polishing
+    consider(_solve_nnls(y, groups))
+    # 2) SLSQP, 3) an interior-point QP (cvxpy/Clarabel): only while the bounds are not tight
+    for solver in (_solve_slsqp, _solve_cvxpy):
+        if done():
+            break
         try:
-            lams2 = _solve_cvxpy(y, groups)
-            x2, lo2, hi2 = _certify(y, groups, lams2)
-            if hi2 < hi:
-                lams, x, hi = lams2, x2, hi2
-            lo = max(lo, lo2)
-        except Exception:  # noqa: BLE001 - the SLSQP bounds remain valid
+            consider(solver(y, groups))
+        except Exception:  # noqa: BLE001 - the bounds found so far remain valid
             pass
+    lams, x, hi = best
     # the lower bound is a certificate up to rounding: never report it above the attained upper
     return DistanceResult(x, tuple(lams), min(lo, hi), hi)

@@ -1,0 +1,53 @@
+"""Implicit vs piggyback limits: inclusion, strictness, covering radius."""
+
+import numpy as np
+import pytest
+
+from conservative import MatrixSet
+from theory import compare_limits, implicit_set
+
+STRICT = MatrixSet([[[0.5, 1.0]], [[-0.5, 1.0]]])  # J_imp = [2/3, 2] ⊊ J_pb = [0, 2]
+
+
+def test_strict_inclusion_scalar_example():
+    c = compare_limits(STRICT, resolution=200)
+    assert c.strict and c.includes
+    assert c.excess == pytest.approx(2 / 3, abs=1e-9)
+    assert c.witness.ravel() == pytest.approx([0.0], abs=1e-9)
+    assert 0 < c.excess_lower <= 2 / 3
+    assert "⊊" in c.summary()
+
+
+def test_implicit_set_samples_by_hand():
+    imp = implicit_set(STRICT, resolution=4)
+    assert sorted(imp.samples.ravel()) == pytest.approx(sorted(1 / (1 - a) for a in np.linspace(-0.5, 0.5, 5)))
+    assert sorted(imp.vertex_images.ravel()) == pytest.approx([2 / 3, 2.0])
+    lo, hi = imp.distance(np.array([[0.0]]))
+    assert lo <= 2 / 3 <= hi + 1e-12
+
+
+def test_equal_limits_when_all_selections_agree():
+    # same A for all selections: J_pb = J_imp = (I - A)^{-1} conv{B_i}
+    fam = MatrixSet([[[0.5, 1.0]], [[0.5, 2.0]]])
+    c = compare_limits(fam, resolution=50)
+    assert c.includes and not c.strict
+    assert c.excess <= 1e-8
+
+
+def test_covering_radius_is_valid():
+    imp = implicit_set(STRICT, resolution=10)
+    fine = implicit_set(STRICT, resolution=1000)
+    for s in fine.samples:
+        assert imp.distance(s)[1] <= imp.covering_radius + 1e-12
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="singular"):
+        implicit_set(MatrixSet([[[1.0, 1.0]], [[0.0, 1.0]]]))
+    with pytest.raises(ValueError, match="resolution"):
+        implicit_set(STRICT, resolution=0)
+    with pytest.raises(ValueError, match="max_samples"):
+        implicit_set(MatrixSet(np.random.default_rng(0).standard_normal((6, 1, 2)) * 0.1), resolution=100,
+                     max_samples=1000)
+    with pytest.raises(ValueError, match="do not contract"):
+        compare_limits(MatrixSet([[[1.5, 1.0]], [[0.0, 1.0]]]))

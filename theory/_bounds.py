@@ -1,0 +1,81 @@
+"""The papers' error bounds for Jacobian estimators, as plain vectorized functions.
+
+All bounds are in operator norm and take the distance of an iterate to the solution, so examples
+can plot the bound against the observed error along an iteration.  Arguments broadcast (numpy).
+
+* ``one_step_error_bound``: one-step differentiation J^OS x_k = ∂_θF(x_{k-1}, θ) under
+  Assumption 1 (‖∂ₓF‖_op ≤ ρ < 1), θ ↦ F(x, θ) L_F-Lipschitz and x ↦ ∂_θF(x, θ) L_J-Lipschitz
+  (Bolte, Pauwels & Vaiter, "One-step differentiation of iterative algorithms", NeurIPS 2023,
+  Corollary 1, eq. (5)):   ‖J^OS x_k - J x̄‖_op ≤ ρ L_F/(1-ρ) + L_J ‖x_{k-1} - x̄‖.
+* ``one_step_error_bound_superlinear``: same paper, Corollary 3, eq. (7): under Assumption 2
+  (∂ₓF(x̄, θ) = 0) with the joint Jacobian L_J-Lipschitz,  ‖J^OS x_k - J x̄‖_op ≤ L_J ‖x_{k-1} - x̄‖.
+* ``implicit_error_bound_one_step_paper``: same paper, Remark 2, eq. (6) (stated there as
+  "roughly", for implicit differentiation at x_k):  L_J L_F/(1-ρ)² ‖x_k - x̄‖ + L_J/(1-ρ) ‖x_k - x̄‖.
+* ``implicit_jacobian_error_bound``: Blondel et al., "Efficient and modular implicit
+  differentiation" (NeurIPS 2022), Theorem 1: with A = -∂₁F, B = ∂₂F of the optimality map F,
+  ‖A(x,θ)v‖ ≥ α‖v‖, ‖A(x,θ) - A(x*,θ)‖_op ≤ γ‖x - x*‖, ‖B(x*,θ)‖ ≤ R,
+  ‖B(x,θ) - B(x*,θ)‖ ≤ β‖x - x*‖ for ‖x - x*‖ ≤ ε:
+      ‖J(x̂, θ) - ∂x*(θ)‖ ≤ (β/α + γR/α²) ‖x̂ - x*(θ)‖      when ‖x̂ - x*‖ ≤ ε.
+  (For gradient descent's fixed point, their Corollary 1: α = strong convexity of f, γ the
+  Lipschitz constant of ∇²₁f, β and R those of ∂₂∇₁f.)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["one_step_error_bound", "one_step_error_bound_superlinear", "implicit_error_bound_one_step_paper",
+           "implicit_jacobian_error_bound"]
+
+
+def _nonneg(x, name):
+    a = np.asarray(x, dtype=np.float64)
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"{name}: expected finite values, got {x!r}")
+    if np.any(a < 0):
+        raise ValueError(f"{name}: expected nonnegative values, got {x!r}")
+    return a
+
+
+def _rho(rho):
+    r = _nonneg(rho, "rho")
+    if np.any(r >= 1):
+        raise ValueError(f"rho: the bound needs a contraction factor 0 ≤ ρ < 1, got {rho!r}")
+    return r
+
+
+def _out(x):
+    return float(x) if np.ndim(x) == 0 else x
+
+
+def one_step_error_bound(rho, L_F, L_J, dist_prev):
+    """ρ L_F/(1-ρ) + L_J ‖x_{k-1} - x̄‖  (one-step paper, Corollary 1, eq. (5))."""
+    r = _rho(rho)
+    return _out(r * _nonneg(L_F, "L_F") / (1 - r) + _nonneg(L_J, "L_J") * _nonneg(dist_prev, "dist_prev"))
+
+
+def one_step_error_bound_superlinear(L_J, dist_prev):
+    """L_J ‖x_{k-1} - x̄‖  (one-step paper, Corollary 3, eq. (7); needs ∂ₓF(x̄, θ) = 0)."""
+    return _out(_nonneg(L_J, "L_J") * _nonneg(dist_prev, "dist_prev"))
+
+
+def implicit_error_bound_one_step_paper(rho, L_F, L_J, dist):
+    """(L_J L_F/(1-ρ)² + L_J/(1-ρ)) ‖x_k - x̄‖  (one-step paper, Remark 2, eq. (6))."""
+    r = _rho(rho)
+    LF, LJ = _nonneg(L_F, "L_F"), _nonneg(L_J, "L_J")
+    return _out((LJ * LF / (1 - r) ** 2 + LJ / (1 - r)) * _nonneg(dist, "dist"))
+
+
+def implicit_jacobian_error_bound(alpha, beta, gamma, R, dist, *, epsilon=None):
+    """(β/α + γR/α²) ‖x̂ - x*‖  (Blondel et al. 2022, Theorem 1).
+
+    ``epsilon``: the radius of the neighbourhood where the assumptions hold; distances above it
+    raise ``ValueError`` (the theorem says nothing there).
+    """
+    a = _nonneg(alpha, "alpha")
+    if np.any(a <= 0):
+        raise ValueError(f"alpha: expected a positive lower bound on ‖A v‖/‖v‖, got {alpha!r}")
+    d = _nonneg(dist, "dist")
+    if epsilon is not None and np.any(d > _nonneg(epsilon, "epsilon")):
+        raise ValueError(f"dist: Theorem 1 only holds for ‖x̂ - x*‖ ≤ epsilon={epsilon!r}")
+    return _out((_nonneg(beta, "beta") / a + _nonneg(gamma, "gamma") * _nonneg(R, "R") / a**2) * d)

@@ -1,0 +1,274 @@
+"""Contraction checks for families of square matrices (Assumption A).
+
+Assumption A of Bolte, Pauwels & Vaiter (NeurIPS 2022; slides "Main result", Vaiter 2023) asks
+for ρ < 1 with σ_max(A) ≤ ρ for every A in the family 𝒜 = conv{A_1, ..., A_k}.  Two checks:
+
+* ``max_singular_value(family)`` = max_i ‖A_i‖₂, which is max_{A∈conv 𝒜} ‖A‖₂ because a norm
+  is convex and its maximum over a polytope is attained at a vertex;
+* ``contraction_factor(family)`` goes beyond the slides: it searches for an ellipsoidal norm
+  ‖x‖_P = √(xᵀPx), P ≻ 0, in which the family contracts, by solving the SDP feasibility problems
+
+      P ⪰ I,    A_iᵀ P A_i ⪯ ρ² P   (i = 1..k)
+
+  with bisection on ρ.  The induced norm is ‖A‖_P = ‖R A R⁻¹‖₂ with P = RᵀR (Cholesky).  Every
+  P returned by the solver is *re-checked* with numpy: the reported ρ is max_i ‖R A_i R⁻¹‖₂
+  computed from the data, enlarged by a rounding margin, never the solver's target value.
+
+Any such ρ bounds the joint spectral radius from above, and ρ < 1 is exactly the
+contraction the fixed-set theorem needs ("Behind the scene: fixed-point theorem for
+set-valued mapping").  Norm equivalence: λ_min(P)‖x‖² ≤ ‖x‖_P² ≤ λ_max(P)‖x‖², so
+‖x‖₂ ≤ ‖R⁻¹‖₂ ‖x‖_P and ‖x‖_P ≤ ‖R‖₂ ‖x‖₂ (fields ``norm_to_2`` and ``two_to_norm``).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from conservative import MatrixSet
+
+__all__ = ["as_square_family", "max_singular_value", "ContractionCertificate", "contraction_factor",
+           "induced_norm", "certify_norm"]
+
+_EPS = np.finfo(np.float64).eps
+
+
+def as_square_family(family, name: str = "family") -> np.ndarray:
+    """The members of ``family`` as a float64 array (k, n, n).
+
+    ``family`` is a ``MatrixSet`` (its vertices are used: every convex function of the members,
+    norms and spectral-radius bounds of products included, is maximised at vertices), a sequence
+    of square matrices, or an array (k, n, n).
+    """
+    if isinstance(family, MatrixSet):
+        arr = family.vertices
+    else:
+        if isinstance(family, Sequence) and not isinstance(family, str):
+            if len(family) == 0:
+                raise ValueError(f"{name}: empty family; expected at least one square matrix")
+            shapes = {np.shape(a) for a in family}
+            if len(shapes) != 1:
+                raise ValueError(f"{name}: matrices of different shapes {sorted(shapes)}")
+        try:
+            arr = np.asarray(family)
+        except Exception as exc:  # noqa: BLE001
+            raise TypeError(f"{name}: expected a MatrixSet or a sequence of square matrices") from exc
+        if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+            raise TypeError(f"{name}: expected numeric matrices, got dtype {arr.dtype}")
+        if np.iscomplexobj(arr):
+            raise TypeError(f"{name}: complex matrices are not supported")
+        if arr.dtype in (np.float32, np.float16):
+            warnings.warn(f"{name}: received {arr.dtype} data; bounds are computed in float64 for the "
+                          "rounded data", UserWarning, stacklevel=3)
+        arr = arr.astype(np.float64)
+        if arr.ndim == 2:
+            arr = arr[None]
+    if arr.ndim != 3 or arr.shape[0] == 0:
+        raise ValueError(f"{name}: expected shape (k, n, n) with k ≥ 1, got {arr.shape}")
+    if arr.shape[1] != arr.shape[2] or arr.shape[1] == 0:
+        raise ValueError(f"{name}: expected square n×n matrices, got {arr.shape[1]}×{arr.shape[2]}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name}: contains non-finite values (NaN or inf)")
+    return arr
+
+
+def max_singular_value(family) -> float:
+    """max_{A ∈ conv family} σ_max(A) = max_i ‖A_i‖₂ (Assumption A in the 2-norm)."""
+    A = as_square_family(family)
+    return float(max(np.linalg.norm(a, 2) for a in A))
+
+
+def _norm_margin(n: int, cond: float) -> float:
+    """Relative rounding margin for ‖R A R⁻¹‖₂ computed in floating point (generous)."""
+    return 64.0 * n * _EPS * max(1.0, cond)
+
+
+def induced_norm(A: np.ndarray, R: np.ndarray) -> np.ndarray:
+    """‖R A_i R⁻¹‖₂ for each member: the operator norm induced by ‖x‖_P = ‖R x‖₂."""
+    A = np.asarray(A, dtype=np.float64)
+    Rinv = np.linalg.inv(R)
+    if A.ndim == 2:
+        A = A[None]
+    return np.array([np.linalg.norm(R @ a @ Rinv, 2) for a in A])
+
+
+@dataclass(frozen=True)
+class ContractionCertificate:
+    """A norm in which every member of the family is a ρ-contraction (if ``contracts``).
+
+    ``rho`` is max_i ‖R A_i R⁻¹‖₂ recomputed with numpy from ``P = RᵀR`` and the data, times
+    (1 + ``margin``); it bounds ‖A‖_P for all A in conv(family) and the joint spectral radius.
+    ``rho_solver`` is the bisection target the SDP accepted (informative only).
+    ``norm_to_2`` = ‖R⁻¹‖₂ and ``two_to_norm`` = ‖R‖₂ are the equivalence constants:
+    ‖x‖₂ ≤ norm_to_2·‖x‖_P and ‖x‖_P ≤ two_to_norm·‖x‖₂.
+    """
+
+    rho: float
+    P: np.ndarray = field(repr=False)
+    norm: str  # "2" or "ellipsoidal"
+    margin: float
+    rho_2norm: float  # max_i ‖A_i‖₂ for comparison
+    spectral_radius: float  # max_i ρ(A_i): no norm can do better
+    rho_solver: float | None = None
+    solver: str | None = None
+    message: str = ""
+
+    @property
+    def contracts(self) -> bool:
+        return self.rho < 1.0
+
+    @property
+    def R(self) -> np.ndarray:
+        """Upper-triangular factor with P = RᵀR, so that ‖x‖_P = ‖R x‖₂."""
+        return np.linalg.cholesky(self.P).T
+
+    @property
+    def norm_to_2(self) -> float:
+        return float(np.linalg.norm(np.linalg.inv(self.R), 2))
+
+    @property
+    def two_to_norm(self) -> float:
+        return float(np.linalg.norm(self.R, 2))
+
+    @property
+    def condition(self) -> float:
+        """κ(R) = √κ(P): the distortion between ‖·‖_P and ‖·‖₂."""
+        return self.norm_to_2 * self.two_to_norm
+
+    def summary(self) -> str:
+        verdict = "contracts" if self.contracts else "does NOT contract (no certificate with ρ < 1 found)"
+        s = (f"family {verdict}: ρ = {self.rho:.10g} in the {self.norm} norm "
+             f"(2-norm gives {self.rho_2norm:.6g}; max spectral radius {self.spectral_radius:.6g}")
+        if self.norm == "ellipsoidal":
+            s += f"; κ(P^½) = {self.condition:.3g}"
+        s += ")"
+        return s + (f". {self.message}" if self.message else "")
+
+    def __repr__(self) -> str:
+        return f"ContractionCertificate({self.summary()})"
+
+
+def _certificate(A, P, norm, rho_2, srad, rho_solver=None, solver=None, message=""):
+    P = 0.5 * (P + P.T)
+    R = np.linalg.cholesky(P).T
+    cond = float(np.linalg.cond(R))
+    vals = induced_norm(A, R)
+    margin = _norm_margin(A.shape[1], cond)
+    rho = float(vals.max()) * (1.0 + margin)
+    return ContractionCertificate(rho, P, norm, margin, rho_2, srad, rho_solver, solver, message)
+
+
+def certify_norm(family, P) -> ContractionCertificate:
+    """Re-check a given norm ‖x‖_P = √(xᵀPx) on ``family``: ρ = max_i ‖R A_i R⁻¹‖₂ (1 + margin).
+
+    Use it to verify a certificate obtained elsewhere (or for another family); P must be
+    symmetric positive definite.
+    """
+    A = as_square_family(family)
+    P = np.asarray(P, dtype=np.float64)
+    n = A.shape[1]
+    if P.shape != (n, n):
+        raise ValueError(f"P: expected a {n}×{n} matrix, got shape {P.shape}")
+    if not np.all(np.isfinite(P)) or not np.allclose(P, P.T, rtol=1e-12, atol=0):
+        raise ValueError("P: expected a finite symmetric matrix")
+    if np.linalg.eigvalsh(0.5 * (P + P.T)).min() <= 0:
+        raise ValueError("P: expected a positive definite matrix")
+    rho_2 = float(max(np.linalg.norm(a, 2) for a in A))
+    srad = float(max(np.abs(np.linalg.eigvals(a)).max() for a in A))
+    return _certificate(A, P, "2" if np.array_equal(P, np.eye(n)) else "ellipsoidal", rho_2, srad)
+
+
+class _FeasibilitySDP:
+    """P ⪰ I, ρ²P - A_iᵀPA_i ⪰ 0, minimise trace(P); ρ² is a cvxpy Parameter (compiled once)."""
+
+    def __init__(self, A):
+        import cvxpy as cp
+
+        n = A.shape[1]
+        self.P = cp.Variable((n, n), symmetric=True)
+        self.rho2 = cp.Parameter(nonneg=True)
+        cons = [self.P >> np.eye(n)]
+        for a in A:
+            M = self.rho2 * self.P - a.T @ self.P @ a
+            cons.append(0.5 * (M + M.T) >> 0)
+        self.prob = cp.Problem(cp.Minimize(cp.trace(self.P)), cons)
+
+    def solve(self, rho, solver):
+        """(P or None, status string)."""
+        self.rho2.value = float(rho) ** 2
+        try:
+            with warnings.catch_warnings():  # inaccurate solutions are re-checked, not trusted
+                warnings.simplefilter("ignore", UserWarning)
+                self.prob.solve(solver=solver)
+        except Exception as exc:  # noqa: BLE001 - solver failure is reported, not hidden
+            return None, f"solver error: {type(exc).__name__}: {exc}"
+        P = self.P.value
+        if self.prob.status in ("optimal", "optimal_inaccurate") and P is not None:
+            P = 0.5 * (P + P.T)
+            if np.all(np.isfinite(P)) and np.linalg.eigvalsh(P).min() > 0:
+                return P, self.prob.status
+        return None, str(self.prob.status)
+
+
+def contraction_factor(family, *, method: str = "sdp", rtol: float = 1e-6, solver: str = "CLARABEL",
+                       max_bisections: int = 60) -> ContractionCertificate:
+    """Best certified ρ with ‖A‖ ≤ ρ for all A ∈ conv(family), in the 2-norm or an ellipsoidal norm.
+
+    ``method="2-norm"`` returns max_i ‖A_i‖₂ (P = I).  ``method="sdp"`` (default) bisects on ρ
+    in [max_i ρ(A_i), max_i ‖A_i‖₂] over the SDP feasibility problems P ⪰ I, A_iᵀPA_i ⪯ ρ²P
+    (cvxpy, ``solver`` default Clarabel, SCS as a fallback) until the bracket is below ``rtol``
+    relatively; each solution is re-checked with numpy and the *verified* value is reported.
+    If the solver fails the 2-norm certificate is returned with a warning naming the solver and
+    its status.  A family whose best ρ is ≥ 1 is reported with ``contracts == False``.
+    """
+    A = as_square_family(family)
+    if method not in ("sdp", "2-norm"):
+        raise ValueError(f"method: expected 'sdp' or '2-norm', got {method!r}")
+    if not (isinstance(rtol, (int, float)) and rtol > 0):
+        raise ValueError(f"rtol: expected a positive relative tolerance, got {rtol!r}")
+    n = A.shape[1]
+    rho_2 = float(max(np.linalg.norm(a, 2) for a in A))
+    srad = float(max(np.abs(np.linalg.eigvals(a)).max() for a in A))
+    best = _certificate(A, np.eye(n), "2", rho_2, srad)
+    if method == "2-norm" or n == 1 or rho_2 == 0.0:
+        return best
+    lo, hi = srad, best.rho
+    statuses = []
+    used = None
+    sdp = _FeasibilitySDP(A)
+    for _ in range(max_bisections):
+        if hi - lo <= rtol * max(hi, 1e-300):
+            break
+        target = 0.5 * (lo + hi)
+        P, status = None, None
+        for s in ([solver, "SCS"] if solver != "SCS" else ["SCS"]):
+            P, status = sdp.solve(target, s)
+            statuses.append(f"{s}: {status}")
+            if P is not None or status in ("infeasible", "infeasible_inaccurate"):
+                used = s
+                break
+        if P is None:
+            if status is not None and status.startswith("infeasible"):
+                lo = target
+                continue
+            warnings.warn(f"contraction_factor: SDP solver failed at ρ = {target:.6g} ({'; '.join(statuses[-2:])}); "
+                          f"returning the best verified certificate (ρ = {best.rho:.6g}, {best.norm} norm)",
+                          RuntimeWarning, stacklevel=2)
+            break
+        cert = _certificate(A, P / np.linalg.eigvalsh(P).min(), "ellipsoidal", rho_2, srad, target, used)
+        if cert.rho < best.rho:
+            best = cert
+        # the solver accepted `target`; the verified value may be slightly above it
+        hi = min(hi, max(cert.rho, target))
+        if cert.rho > target * (1 + 1e-4):  # solver claims feasibility the data does not confirm
+            lo = max(lo, target)  # stay honest: do not trust this target further
+    if not best.contracts:
+        best = ContractionCertificate(best.rho, best.P, best.norm, best.margin, best.rho_2norm, best.spectral_radius,
+                                      best.rho_solver, best.solver,
+                                      f"best ρ found is {best.rho:.6g} ≥ 1" +
+                                      (" and a member has spectral radius ≥ 1, so no norm can contract"
+                                       if srad >= 1 else ""))
+    return best

@@ -1,0 +1,188 @@
+"""Implicit vs piggyback limits: J_imp ⊆ J_pb, and the inclusion can be strict.
+
+For a family 𝒥 = conv{[A_i, B_i]} of [A, B] blocks at the limit point x̄ (slides "Nonsmooth
+implicit differentiation", Vaiter 2023; Bolte, Pauwels & Vaiter 2022):
+
+    J_imp = {(I - A)⁻¹ B : [A, B] ∈ 𝒥}        (the implicit conservative Jacobian)
+    J_pb  = fix(𝒥)                           (the limit of the set-valued piggyback recursion)
+
+Every M = (I - A)⁻¹B satisfies M = AM + B, so J_imp ⊆ fix 𝒥; the converse fails in general
+(products A_1 A_2 of different selections create limits no single selection has).
+
+J_imp is the image of a polytope under a rational map, not a polytope.  ``implicit_set``
+represents it by the images of a grid of convex weights of resolution r (all λ ∈ Δ_k with rλ
+integer; the family's vertices are among them), together with a *certified covering radius*
+δ: every point of J_imp lies within δ (Frobenius) of a sample.  With c ≥ ‖(I - A)⁻¹‖₂ on 𝒥
+(c = κ(R)/(1-ρ) from a contraction certificate) the identity
+M' - M = (I - A')⁻¹[(A' - A)M + (B' - B)] gives ‖M' - M‖_F ≤ c √(‖M‖₂² + 1) ‖[A'-A, B'-B]‖_F,
+and every λ is within ℓ₁-distance k/r of a grid point.  ``compare_limits`` uses J_pb :=
+conv fix 𝒥 as computed by ``fixed_set``.
+
+Worked example (scalar, strict inclusion): 𝒥 = conv{[1/2, 1], [-1/2, 1]}.  Then
+J_imp = {1/(1 - a) : a ∈ [-1/2, 1/2]} = [2/3, 2], while J_pb = [l, u] solves
+u = max(u/2 + 1, 1 - l/2), l = min(l/2 + 1, 1 - u/2), i.e. J_pb = [0, 2]:
+gap(J_pb, J_imp) = 2/3, attained at the witness 0 = (-1/2)·2 + 1 (the map of the second
+selection applied to the fixed point of the first).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from conservative import MatrixSet
+
+from ._contraction import ContractionCertificate, certify_norm, contraction_factor
+from ._fixed_set import as_block_family, fixed_set
+
+__all__ = ["ImplicitSet", "implicit_set", "LimitComparison", "compare_limits"]
+
+
+def _simplex_grid(k: int, r: int) -> np.ndarray:
+    """All λ ∈ Δ_k with r·λ integer: C(r+k-1, k-1) points."""
+    pts = []
+    for bars in itertools.combinations(range(r + k - 1), k - 1):
+        prev, parts = -1, []
+        for b in bars:
+            parts.append(b - prev - 1)
+            prev = b
+        parts.append(r + k - 1 - prev - 1)
+        pts.append(parts)
+    return np.array(pts, dtype=np.float64) / r
+
+
+@dataclass(frozen=True)
+class ImplicitSet:
+    """Samples of J_imp = {(I - A)⁻¹B : [A, B] ∈ conv family} with a certified covering radius.
+
+    ``samples[j]`` = (I - A(λ_j))⁻¹ B(λ_j) for the grid weights ``weights[j]`` (resolution r);
+    ``vertex_images[i]`` = (I - A_i)⁻¹ B_i (exact).  Every point of J_imp is within
+    ``covering_radius`` of a sample (``inf`` when no contraction certificate bounds (I - A)⁻¹).
+    """
+
+    samples: np.ndarray = field(repr=False)
+    weights: np.ndarray = field(repr=False)
+    vertex_images: np.ndarray = field(repr=False)
+    resolution: int
+    covering_radius: float
+    max_condition: float  # max cond₂(I - A) over the samples
+
+    def distance(self, M) -> tuple[float, float]:
+        """(lower, upper) bounds on d(M, J_imp): d(M, samples) - δ ≤ d ≤ d(M, samples)."""
+        d = float(np.min(np.linalg.norm((self.samples - np.asarray(M)).reshape(len(self.samples), -1), axis=1)))
+        return max(0.0, d - self.covering_radius), d
+
+    def __repr__(self) -> str:
+        return (f"ImplicitSet({len(self.samples)} samples, resolution 1/{self.resolution}, "
+                f"covering radius {self.covering_radius:.3e})")
+
+
+def implicit_set(family, *, resolution: int = 50, contraction=None, max_samples: int = 100_000,
+                 max_condition: float = 1e12) -> ImplicitSet:
+    """Sample J_imp on the grid of convex weights with denominator ``resolution``.
+
+    Raises ``ValueError`` if I - A is (numerically) singular at a sample (condition number above
+    ``max_condition``) or the grid exceeds ``max_samples`` points.
+    """
+    A, B = as_block_family(family)
+    k, n = A.shape[0], A.shape[1]
+    r = int(resolution)
+    if r < 1:
+        raise ValueError(f"resolution: expected a positive integer, got {resolution}")
+    count = math.comb(r + k - 1, k - 1)
+    if count > max_samples:
+        raise ValueError(f"resolution: {count} grid points for {k} vertices at resolution {r} exceed "
+                         f"max_samples={max_samples}; lower the resolution or raise max_samples")
+    W = _simplex_grid(k, r)
+    Al = np.einsum("jk,kab->jab", W, A)
+    Bl = np.einsum("jk,kab->jab", W, B)
+    IA = np.eye(n) - Al
+    conds = np.linalg.cond(IA)
+    worst = float(np.max(conds))
+    if not np.isfinite(worst) or worst > max_condition:
+        j = int(np.argmax(conds))
+        raise ValueError(f"family: I - A is singular or ill-conditioned at weights {W[j]} "
+                         f"(condition number {worst:.3e} > max_condition={max_condition:g}); "
+                         "the implicit Jacobian (I - A)⁻¹B is not defined there")
+    samples = np.linalg.solve(IA, Bl)
+    vimg = np.linalg.solve(np.eye(n) - A, B)
+    if contraction is None:
+        cert = contraction_factor(A)
+    elif isinstance(contraction, ContractionCertificate):
+        cert = certify_norm(A, contraction.P)
+    else:
+        raise TypeError(f"contraction: expected a ContractionCertificate or None, got {type(contraction).__name__}")
+    if cert.contracts:
+        c = cert.condition / (1 - cert.rho)  # ≥ ‖(I - A)⁻¹‖₂ on the whole hull
+        msup = c * max(float(np.linalg.norm(b, 2)) for b in B)
+        V = np.concatenate([A, B], axis=2).reshape(k, -1)
+        spread = float(np.max(np.linalg.norm(V - V.mean(axis=0), axis=1)))
+        delta = c * math.sqrt(msup**2 + 1) * (k / r) * spread
+    else:
+        delta = math.inf
+    return ImplicitSet(samples, W, vimg, r, float(delta), worst)
+
+
+@dataclass(frozen=True)
+class LimitComparison:
+    """J_imp (sampled) against J_pb = conv fix 𝒥 (``fixed_set``).
+
+    ``excess``: max over vertices v of J_pb of d(v, samples of J_imp), attained at ``witness``;
+    ``excess_lower``: a certified lower bound on gap(J_pb, J_imp) (excess - covering radius -
+    fixed-set error), so ``strict`` (= excess_lower > 0) proves J_imp ⊊ J_pb.
+    ``inclusion_residual``: max over the checked samples of d(sample, J_pb) (certified upper
+    bounds); ``includes`` says it is within the fixed-set error (+``tol``), as theory predicts.
+    """
+
+    pb: MatrixSet = field(repr=False)
+    pb_error: float
+    implicit: ImplicitSet = field(repr=False)
+    excess: float
+    excess_lower: float
+    witness: np.ndarray = field(repr=False)
+    inclusion_residual: float
+    includes: bool
+    checked_samples: int
+
+    @property
+    def strict(self) -> bool:
+        return self.excess_lower > 0
+
+    def summary(self) -> str:
+        rel = "⊊" if self.strict else ("⊆" if self.includes else "⊄?")
+        return (f"J_imp {rel} J_pb: gap(J_pb, J_imp) ≈ {self.excess:.6g} (certified ≥ {self.excess_lower:.6g}), "
+                f"witness {np.array2string(self.witness, precision=4)}; J_imp ⊆ J_pb up to "
+                f"{self.inclusion_residual:.2e} ({self.checked_samples} samples checked, fixed-set error "
+                f"{self.pb_error:.1e})")
+
+    def __repr__(self) -> str:
+        return f"LimitComparison({self.summary()})"
+
+
+def compare_limits(family, *, resolution: int = 50, tol: float = 1e-8, max_inclusion_checks: int = 64,
+                   **fixed_set_kwargs) -> LimitComparison:
+    """Compare J_imp and J_pb = conv fix 𝒥 for a contracting family of [A, B] blocks.
+
+    Returns the excess gap(J_pb, J_imp) with a witness in J_pb far from J_imp (see
+    ``LimitComparison``) and checks J_imp ⊆ J_pb on the vertex images and up to
+    ``max_inclusion_checks`` evenly spread samples (each a certified QP distance).
+    """
+    A, _ = as_block_family(family)
+    cert = contraction_factor(A)
+    X, err = fixed_set(family, tol=tol, contraction=cert, **fixed_set_kwargs)
+    imp = implicit_set(family, resolution=resolution, contraction=cert)
+    flat = imp.samples.reshape(len(imp.samples), -1)
+    excess, witness = -1.0, None
+    for v in X.vertices:
+        d = float(np.min(np.linalg.norm(flat - v.ravel(), axis=1)))
+        if d > excess:
+            excess, witness = d, v
+    excess_lower = max(0.0, excess - imp.covering_radius - err)
+    idx = np.unique(np.linspace(0, len(imp.samples) - 1, min(max_inclusion_checks, len(imp.samples))).astype(int))
+    pts = np.concatenate([imp.vertex_images, imp.samples[idx]])
+    residual = max(X.distance_bounds(p)[1] for p in pts)
+    includes = residual <= err + max(tol, 1e-9)
+    return LimitComparison(X, err, imp, excess, excess_lower, witness, float(residual), bool(includes), len(pts))
