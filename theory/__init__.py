@@ -18,27 +18,23 @@ Every bound printed is a bound for the computed data: solver outputs are re-chec
 and enlarged by a rounding margin; see each function's docstring for the mathematics.
 """
 
-import jax
-
-jax.config.update("jax_enable_x64", True)
-
-from ._bounds import (  # noqa: E402
+from ._bounds import (
     implicit_error_bound_one_step_paper,
     implicit_jacobian_error_bound,
     one_step_error_bound,
     one_step_error_bound_superlinear,
 )
-from ._contraction import (  # noqa: E402
+from ._contraction import (
     ContractionCertificate,
     certify_norm,
     contraction_factor,
     max_singular_value,
 )
-from ._distances import CertifiedDistance, distance, gap, hausdorff, project  # noqa: E402
-from ._fixed_set import FixedSetIteration, fixed_set, fixed_set_iteration  # noqa: E402
-from ._invariant_polytope import InvariantPolytope, invariant_polytope  # noqa: E402
-from ._jsr import JSRResult, exact_eigenvalues, exact_product, jsr, symmetric_lift, word_product  # noqa: E402
-from ._limits import ImplicitSet, LimitComparison, compare_limits, implicit_set  # noqa: E402
+from ._distances import CertifiedDistance, distance, gap, hausdorff, project
+from ._fixed_set import FixedSetIteration, fixed_set, fixed_set_iteration
+from ._invariant_polytope import InvariantPolytope, invariant_polytope
+from ._jsr import JSRResult, exact_eigenvalues, exact_product, jsr, symmetric_lift, word_product
+from ._limits import ImplicitSet, LimitComparison, compare_limits, implicit_set
 
 __all__ = [
     "CertifiedDistance", "distance", "project", "gap", "hausdorff",
