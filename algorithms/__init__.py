@@ -34,4 +34,45 @@ from ._run import IterationMap, Solution, fixed_point_residual, run, solve
 # --- end issue 4 ---
 
 # --- estimators, implicit differentiation, smooth solvers (issue 5) ---
+from ._implicit import custom_fixed_point, custom_root, root_jvp
+from ._interior_point import (
+    QP,
+    IPState,
+    interior_point_map,
+    qp_initial_state,
+    qp_optimality,
+    qp_residuals,
+    qp_solve,
+)
+from ._iterate import MODES, DivergenceWarning, iterate
+from ._linear_solve import (
+    SOLVERS,
+    IllConditionedWarning,
+    LinearSolveWarning,
+    bicgstab,
+    cg,
+    gmres,
+    normal_cg,
+    solve_linear,
+)
+from ._mirror_descent import entropic_objective, mirror_descent_map
+from ._newton import logistic_regression_objective, newton_map, newton_solve
+from ._optimality import (
+    block_proximal_gradient,
+    kkt,
+    kl_projection_simplex,
+    mirror_descent,
+    newton_fixed_point,
+    projected_gradient,
+    proximal_gradient,
+    stationarity,
+)
+from ._precision import EstimatorErrors, estimator_errors, flat_jacobian, reference_jacobian
+from ._sinkhorn import (
+    EntropicOT,
+    sinkhorn_anchored_map,
+    sinkhorn_map,
+    sinkhorn_plan,
+    sinkhorn_potentials,
+)
 # --- end issue 5 ---

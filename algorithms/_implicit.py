@@ -27,28 +27,9 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from ._linear_solve import _validate, solve_linear
-
-
-def _is_float(leaf) -> bool:
-    return jnp.issubdtype(jnp.result_type(leaf), jnp.inexact)
-
-
-def _zero_tangent(leaf):
-    if _is_float(leaf):
-        return jnp.zeros_like(leaf)
-    return np.zeros(np.shape(leaf), dtype=jax.dtypes.float0)
-
-
-def _instantiate(args, targs):
-    """Replace missing tangents (None / symbolic zeros) by explicit zeros of the right dtype."""
-    return jax.tree_util.tree_map(
-        lambda a, t: _zero_tangent(a) if t is None else t, args, targs,
-        is_leaf=lambda t: t is None,
-    )
 
 
 def root_jvp(optimality_fun: Callable, x, args: tuple, targs: tuple, *, solve: str = "lu",
@@ -88,7 +69,6 @@ def _wrap(solver: Callable, optimality_fun: Callable, solve: str, tol: float, ma
         init, *args = primals
         _, *targs = tangents
         x = solver(init, *args)
-        targs = _instantiate(tuple(args), tuple(targs))
         x_dot = root_jvp(optimality_fun, x, tuple(args), targs, solve=solve, tol=tol,
                          maxiter=maxiter, what=what)
         return x, x_dot

@@ -105,7 +105,8 @@ def _run(F, x, theta, n: int, *, check: bool, steps_total: int, offset: int):
         return x, first_bad
 
     x, first_bad = lax.fori_loop(0, n, body, (x, jnp.asarray(-1, jnp.int32)))
-    report(_divergence_check(steps_total, offset), lax.stop_gradient(first_bad))
+    first_bad = lax.stop_gradient(first_bad)
+    report(_divergence_check(steps_total, offset), first_bad, flag=first_bad >= 0)
     return x
 
 

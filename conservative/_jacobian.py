@@ -32,6 +32,8 @@ Semantics (DESIGN.md §4):
   such kinks with ``abs``/``where`` so the selection is visible.  ``argmax``/``argmin`` at a tie
   and ``argsort`` indices are not tracked (an error for the former, a single selection for the
   latter); a comparison whose tied result is converted to a number raises an error.
+* Values, and therefore ties, are those XLA computes: on CPU it flushes subnormal numbers to
+  zero, so a coordinate of 1e-310 is tied with 0.
 * Pytrees: the columns are the leaves of the differentiated arguments (in ``argnums`` order,
   each pytree flattened by ``jax.tree_util.tree_leaves``, each leaf raveled in C order); the
   rows are the output leaves, flattened the same way.  With ``argnums=(0, 1)`` the set is the
@@ -271,7 +273,7 @@ def _nonsmooth(ctx, eqn, invals):
     if name in ("argmax", "argmin"):
         x = np.moveaxis(np.asarray(vals[0], np.float64), p["axes"][0], -1)
         ext = x.max(axis=-1, keepdims=True) if name == "argmax" else x.min(axis=-1, keepdims=True)
-        if np.any(np.sum(np.abs(x - ext) <= tol, axis=-1) > 1):
+        if np.any(np.sum(R.tie(x - ext, tol), axis=-1) > 1):
             raise ValueError(
                 f"jacobian: {name} at a tie: the returned index is not locally constant and index "
                 "selections are not tracked; use jnp.max/jnp.min (whose ties are handled) instead"
@@ -286,18 +288,22 @@ def _nonsmooth(ctx, eqn, invals):
     if name in ("max", "min", "abs", "clamp"):
         xs = [np.broadcast_to(np.asarray(v, np.float64), shape).ravel() for v in vals]
         if name == "max":
-            active = np.stack([xs[0] >= xs[1] - tol, xs[1] >= xs[0] - tol])
+            t = R.tie(xs[0] - xs[1], tol)
+            active = np.stack([(xs[0] > xs[1]) | t, (xs[1] > xs[0]) | t])
             branches = _branch_reps(ctx, invals, shape)
         elif name == "min":
-            active = np.stack([xs[0] <= xs[1] + tol, xs[1] <= xs[0] + tol])
+            t = R.tie(xs[0] - xs[1], tol)
+            active = np.stack([(xs[0] < xs[1]) | t, (xs[1] < xs[0]) | t])
             branches = _branch_reps(ctx, invals, shape)
         elif name == "abs":
-            active = np.stack([xs[0] >= -tol, xs[0] <= tol])
+            t = R.tie(xs[0], tol)
+            active = np.stack([(xs[0] > 0) | t, (xs[0] < 0) | t])
             rep = invals[0].rep
             branches = [rep, R.negate(ctx, vals[0], rep)]
         else:  # clamp(lo, x, hi)
             lo, x, hi = xs
-            active = np.stack([x <= lo + tol, (x >= lo - tol) & (x <= hi + tol), x >= hi - tol])
+            tlo, thi = R.tie(x - lo, tol), R.tie(x - hi, tol)
+            active = np.stack([(x < lo) | tlo, ((x > lo) & (x < hi)) | tlo | thi, (x > hi) | thi])
             branches = _branch_reps(ctx, invals, shape)
         return [_V(out, R.select_elementwise(ctx, branches, active))]
     # reduce_max / reduce_min
@@ -307,7 +313,7 @@ def _nonsmooth(ctx, eqn, invals):
     xm = np.transpose(x, keep + list(axes)).reshape(_size(out), -1)
     src = np.transpose(np.arange(x.size).reshape(x.shape), keep + list(axes)).reshape(_size(out), -1)
     ext = xm.max(axis=1, keepdims=True) if name == "reduce_max" else xm.min(axis=1, keepdims=True)
-    active = np.abs(xm - ext) <= tol
+    active = R.tie(xm - ext, tol)
     rep = invals[0].rep
     first = src[np.arange(len(src)), np.argmax(active, axis=1)]
     single = active.sum(axis=1) == 1

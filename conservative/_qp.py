@@ -3,7 +3,8 @@
 For y ∈ R^d and groups A_g ∈ R^{d×k_g} (columns are points), the set is
 S = {Σ_g A_g λ_g : λ_g ∈ Δ_{k_g}} and we want dist(y, S) = min ‖y - Σ_g A_g λ_g‖₂.
 
-The solver (SLSQP, with cvxpy/Clarabel as a fallback) returns a feasible λ, hence an
+The solvers (non-negative least squares with the simplex equalities as weighted rows and an
+exact re-solve on the support, then cvxpy/Clarabel and SLSQP as fallbacks) return a feasible λ, hence an
 *upper* bound ‖y - x(λ)‖.  Weak duality gives a *lower* bound from any direction u:
 dist(y, S) ≥ (⟨u, y⟩ - σ_S(u)) / ‖u‖ with the support function σ_S(u) = Σ_g max_i ⟨u, A_g e_i⟩,
 evaluated exactly.  Taking u = y - x(λ) makes the bounds meet at the optimum, so every
@@ -96,7 +97,7 @@ def _solve_slsqp(y, groups):
         return 0.5 * float(r @ r), Afull.T @ r
 
     res = minimize(f, z0, jac=True, method="SLSQP", bounds=[(0.0, None)] * n, constraints=cons,
-                   options={"ftol": 1e-16, "maxiter": 500})
+                   options={"ftol": 1e-16, "maxiter": 200})
     return [_project_simplex(lam) for lam in _split(res.x, sizes)]
 
 
@@ -161,8 +162,8 @@ def feasible_combination(y, groups, tol):
 def min_norm_point(y: np.ndarray, groups: list[np.ndarray], *, rtol: float = 1e-10) -> DistanceResult:
     """Nearest point to ``y`` in Σ_g conv(columns of A_g), with certified bounds.
 
-    ``rtol`` is the relative gap (upper - lower) / max(1, upper) above which the cvxpy
-    fallback is tried; whatever the outcome, the returned bounds are valid.
+    ``rtol`` is the relative gap (upper - lower) / max(1, upper) above which the fallback
+    solvers are tried; whatever the outcome, the returned bounds are valid.
     """
     y = np.asarray(y, dtype=np.float64)
     groups = [np.asarray(A, dtype=np.float64) for A in groups]
@@ -192,8 +193,8 @@ def min_norm_point(y: np.ndarray, groups: list[np.ndarray], *, rtol: float = 1e-
 
     # 1) NNLS with the simplex equalities as heavily weighted rows, then exact polishing
     consider(_solve_nnls(y, groups))
-    # 2) SLSQP, 3) an interior-point QP (cvxpy/Clarabel): only while the bounds are not tight
-    for solver in (_solve_slsqp, _solve_cvxpy):
+    # 2) an interior-point QP (cvxpy/Clarabel), 3) SLSQP: only while the bounds are not tight
+    for solver in (_solve_cvxpy, _solve_slsqp):
         if done():
             break
         try:

@@ -166,6 +166,15 @@ def zero_rep(size, ncols):
     return JRep(np.zeros((size, ncols)))
 
 
+TINY = np.finfo(np.float64).tiny
+
+
+def tie(d, tol):
+    """|difference| d counts as a tie: d ≤ tol, or d subnormal (XLA on CPU flushes those to 0)."""
+    d = np.abs(d)
+    return (d <= tol) | (d < TINY)
+
+
 def values_agree(vals, tol):
     """Do candidate values agree within tol (and a few ulps)?"""
     vals = np.asarray(vals, dtype=np.float64)
@@ -217,7 +226,7 @@ def select_elementwise(ctx, branches, active, owner=None):
 def ambiguous_compare(name, x, y, tol):
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
-    return np.broadcast_to(np.abs(x - y) <= tol, np.broadcast_shapes(x.shape, y.shape)).copy()
+    return np.broadcast_to(tie(x - y, tol), np.broadcast_shapes(x.shape, y.shape)).copy()
 
 
 def logical(name, vals, ambs):
@@ -239,7 +248,7 @@ def logical(name, vals, ambs):
 
 def sort_blocks(keys_sorted, tol):
     """Maximal runs of consecutive sorted keys tied within tol (along the last axis)."""
-    d = np.diff(keys_sorted) <= tol
+    d = tie(np.diff(keys_sorted), tol)
     blocks, start = [], 0
     for i, t in enumerate(d):
         if not t:

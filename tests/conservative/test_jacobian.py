@@ -615,3 +615,11 @@ def test_product_of_kinks():
     # d/dx0 = relu'(x0) (x1 + 1) ∈ [0, 2], d/dx1 = relu(x0) = 0; two occurrences of relu(x0)
     assert_hull_equal(S, [[[0.0, 0.0]], [[2.0, 0.0]]])
     assert_ad_in(S, f, x)
+
+
+def test_subnormal_points_are_ties_like_xla():
+    """XLA on CPU flushes subnormals to zero: relu'(1e-308) is JAX's 0 and the set must hold it."""
+    x = jnp.array([1.1e-308])
+    S = jacobian(jax.nn.relu)(x)
+    assert S.contains(jax.jacfwd(jax.nn.relu)(x))
+    np.testing.assert_array_equal(np.sort(S.vertices.ravel()), [0.0, 1.0])

@@ -75,7 +75,9 @@ def program_strategy(n, max_ops=4):
 
 
 def point_strategy(n):
-    coord = st.one_of(small_int, st.floats(-2.0, 2.0, allow_nan=False, allow_infinity=False))
+    # no subnormals: XLA on CPU flushes them to zero, so 1e-308 *is* a tie at 0 for JAX's
+    # arithmetic while numpy's brute force sees a positive number (documented in jacobian)
+    coord = st.one_of(small_int, st.floats(-2.0, 2.0, allow_nan=False, allow_infinity=False, allow_subnormal=False))
     return st.lists(coord, min_size=n, max_size=n).map(lambda v: np.array(v, dtype=np.float64))
 
 
