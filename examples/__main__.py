@@ -38,11 +38,14 @@ def available():
     return {k: v for k, v in EXPERIMENTS.items() if (here / f"{v[0]}.py").exists()}
 
 
-def _short(v):
+def _short(v, depth=0):
+    """A compact rendering for the final table (nested dicts: first items only)."""
     if isinstance(v, float):
         return f"{v:.4g}"
     if isinstance(v, dict):
-        return "{" + ", ".join(f"{k}: {_short(x)}" for k, x in list(v.items())[:6]) + "}"
+        items = list(v.items())[: 6 if depth == 0 else 2]
+        more = ", ..." if len(v) > len(items) else ""
+        return "{" + ", ".join(f"{k}: {_short(x, depth + 1)}" for k, x in items) + more + "}"
     if isinstance(v, (list, tuple)) and len(v) > 6:
         return f"[{len(v)} values]"
     return str(v)
