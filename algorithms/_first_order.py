@@ -50,6 +50,19 @@ def _describe(p, theta):
     return f"{float(v):.4g}" if v is not None and np.ndim(v) == 0 else "?"
 
 
+def _step_diagnosis(label, grad_f, step):
+    """The divergence explanation of gradient-type maps: step < 2/L, with L estimated at x0."""
+
+    def diagnose(x, theta):
+        L = _curvature(grad_f, x, theta)
+        s = _describe(step, theta)
+        if L is None:
+            return f"{label} needs step < 2/L, L the Lipschitz constant of grad_f (step = {s})"
+        return f"{label} needs step < 2/L; at x0 the curvature of f is L ≈ {L:.4g}, so 2/L ≈ {2 / L:.4g}, and step = {s}"
+
+    return diagnose
+
+
 def _curvature(grad_f, x, theta, max_size: int = 2000):
     """Largest |eigenvalue| of ∇²f at x (a local Lipschitz constant of ∇f), or None if too big."""
     flat, unravel = jax.flatten_util.ravel_pytree(x)
@@ -85,17 +98,7 @@ def gradient_descent(grad_f: Callable[[Any, Any], Any], step) -> IterationMap:
     def F(x, theta):
         return _tree_axpy(-_param(step, theta), grad_f(x, theta), x)
 
-    def diagnose(x, theta):
-        L = _curvature(grad_f, x, theta)
-        s = _describe(step, theta)
-        if L is None:
-            return f"gradient descent needs step < 2/L, L the Lipschitz constant of grad_f (step = {s})"
-        return (
-            f"gradient descent needs step < 2/L; at x0 the curvature of f is L ≈ {L:.4g}, "
-            f"so 2/L ≈ {2 / L:.4g}, and step = {s}"
-        )
-
-    return IterationMap(F, name="gradient_descent", diagnose=diagnose)
+    return IterationMap(F, name="gradient_descent", diagnose=_step_diagnosis("gradient descent", grad_f, step))
 
 
 # ----------------------------------------------------------------------------- FB
@@ -120,17 +123,7 @@ def forward_backward(grad_f: Callable[[Any, Any], Any], prox_g: Callable[[Any, A
         s = _param(step, theta)
         return prox_g(_tree_axpy(-s, grad_f(x, theta), x), theta, s)
 
-    def diagnose(x, theta):
-        L = _curvature(grad_f, x, theta)
-        s = _describe(step, theta)
-        if L is None:
-            return f"forward-backward needs step < 2/L, L the Lipschitz constant of grad_f (step = {s})"
-        return (
-            f"forward-backward needs step < 2/L; at x0 the curvature of f is L ≈ {L:.4g}, "
-            f"so 2/L ≈ {2 / L:.4g}, and step = {s}"
-        )
-
-    return IterationMap(F, name="forward_backward", diagnose=diagnose)
+    return IterationMap(F, name="forward_backward", diagnose=_step_diagnosis("forward-backward", grad_f, step))
 
 
 # ----------------------------------------------------------------------------- DR
