@@ -56,7 +56,7 @@ from ._linear_solve import (
     solve_linear,
 )
 from ._mirror_descent import entropic_objective, mirror_descent_map
-from ._newton import logistic_regression_objective, newton_map, newton_solve
+from ._newton import logistic_regression_hessian, logistic_regression_objective, newton_map, newton_solve
 from ._optimality import (
     block_proximal_gradient,
     kkt,

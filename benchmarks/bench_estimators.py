@@ -31,6 +31,7 @@ from algorithms import (  # noqa: E402
     QP,
     interior_point_map,
     iterate,
+    logistic_regression_hessian,
     logistic_regression_objective,
     newton_map,
     qp_initial_state,
@@ -79,7 +80,8 @@ def logistic_problem(N, n, seed=0):
     labels = rng.choice([-1.0, 1.0], size=N)
     A = np.concatenate([np.ones((N, 1)), rng.normal(size=(N, n - 1)) + 0.5 * labels[:, None]], axis=1)
     f = logistic_regression_objective(A, labels, 1.0)
-    return newton_map(f), jnp.zeros(n), jnp.ones(N), dict(optimality_fun=stationarity(f), solve="cholesky")
+    H = logistic_regression_hessian(A, labels, 1.0)
+    return newton_map(f, hessian=H), jnp.zeros(n), jnp.ones(N), dict(optimality_fun=stationarity(f), solve="cholesky")
 
 
 def qp_problem(n, seed=0):

@@ -82,3 +82,18 @@ def test_bad_input():
         newton_map(f, c=0.7)
     with pytest.raises(ValueError, match="`solve` must be one of"):
         newton_map(f, solve="cg")
+
+
+def test_closed_form_logistic_hessian_matches_autodiff_and_gives_same_newton_step():
+    from algorithms import logistic_regression_hessian, logistic_regression_objective, newton_map
+
+    rng = np.random.default_rng(3)
+    A = np.concatenate([np.ones((30, 1)), rng.normal(size=(30, 4))], axis=1)
+    y = rng.choice([-1.0, 1.0], size=30)
+    f = logistic_regression_objective(A, y, 0.3)
+    H = logistic_regression_hessian(A, y, 0.3)
+    x, th = jnp.asarray(rng.normal(size=5)), jnp.asarray(rng.uniform(0.5, 2, size=30))
+    np.testing.assert_allclose(H(x, th), jax.hessian(f)(x, th), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(newton_map(f, hessian=H)(x, th), newton_map(f)(x, th), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(jax.jacrev(lambda t: newton_map(f, hessian=H)(x, t))(th),
+                               jax.jacrev(lambda t: newton_map(f)(x, t))(th), rtol=1e-10, atol=1e-12)
