@@ -24,7 +24,7 @@ import numpy as np
 jax.config.update("jax_enable_x64", True)
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from algorithms import custom_root, proximal_gradient, stationarity  # noqa: E402
+from algorithms import custom_root, proximal_gradient  # noqa: E402
 
 
 def median_cpu(fun, arg, repeat=15):

@@ -26,7 +26,6 @@ Queries never enumerate vertices unless asked to:
 
 from __future__ import annotations
 
-import itertools
 import math
 import warnings
 from collections.abc import Sequence

@@ -246,7 +246,7 @@ def main(argv=None):
     s = run(args.out, quick=args.quick, seed=args.seed)
     print("weighted ridge by gradient descent (one-step paper, Figure 4)")
     print(f"  data: {s['data']}")
-    print(f"  squared Jacobian error ‖J x_k - J_θx̄‖₂² at the last k (and time of that evaluation):")
+    print("  squared Jacobian error ‖J x_k - J_θx̄‖₂² at the last k (and time of that evaluation):")
     for name, rec in s["settings"].items():
         k = rec["k"][-1]
         print(f"  {name} (ρ = {rec['rho']:.5f}, k = {k}, ‖x_k - x̄‖² = {rec['iterate_error_sq'][-1]:.2e}, "

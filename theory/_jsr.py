@@ -224,7 +224,7 @@ def jsr(family, *, tol: float = 1e-6, max_length: int = 24, max_products: int = 
     if int(max_length) < 1:
         raise ValueError(f"max_length: expected ≥ 1, got {max_length}")
     deadline = t0 + float(time_limit)
-    k, n = A.shape[0], A.shape[1]
+    n = A.shape[1]
     if not np.any(A):
         return JSRResult(0.0, 0.0, (0,), "zero family", exact=True, seconds=time.monotonic() - t0)
     bounds = {}

@@ -1,6 +1,5 @@
 """Estimator errors against closed-form and implicit references."""
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from jax import lax
 
-from conservative import JumpError, MatrixSet, jacobian, value_and_jacobian
+from conservative import MatrixSet, jacobian, value_and_jacobian
 
 
 def sorted_vertices(S):
