@@ -36,7 +36,7 @@ import numpy as np
 from conservative import MatrixSet
 
 from ._contraction import ContractionCertificate, certify_norm, contraction_factor
-from ._fixed_set import as_block_family, fixed_set
+from ._fixed_set import _check_contraction, as_block_family, fixed_set
 
 __all__ = ["ImplicitSet", "implicit_set", "LimitComparison", "compare_limits"]
 
@@ -163,16 +163,23 @@ class LimitComparison:
 
 
 def compare_limits(family, *, resolution: int = 50, tol: float = 1e-8, max_inclusion_checks: int = 64,
-                   **fixed_set_kwargs) -> LimitComparison:
+                   fixed=None, contraction=None, **fixed_set_kwargs) -> LimitComparison:
     """Compare J_imp and J_pb = conv fix 𝒥 for a contracting family of [A, B] blocks.
 
     Returns the excess gap(J_pb, J_imp) with a witness in J_pb far from J_imp (see
     ``LimitComparison``) and checks J_imp ⊆ J_pb on the vertex images and up to
     ``max_inclusion_checks`` evenly spread samples (each a certified QP distance).
+    ``fixed`` (the pair returned by ``fixed_set(family, ...)``) and ``contraction`` (a
+    ``ContractionCertificate`` of the A blocks) reuse earlier computations.
     """
-    A, _ = as_block_family(family)
-    cert = contraction_factor(A)
-    X, err = fixed_set(family, tol=tol, contraction=cert, **fixed_set_kwargs)
+    A, B = as_block_family(family)
+    cert = _check_contraction(A, contraction)
+    if fixed is None:
+        X, err = fixed_set(family, tol=tol, contraction=cert, **fixed_set_kwargs)
+    else:
+        X, err = fixed
+        if not isinstance(X, MatrixSet) or X.shape != (A.shape[1], B.shape[2]) or not err >= 0:
+            raise ValueError("fixed: expected the (MatrixSet, error_bound) pair returned by fixed_set(family, ...)")
     imp = implicit_set(family, resolution=resolution, contraction=cert)
     flat = imp.samples.reshape(len(imp.samples), -1)
     excess, witness = -1.0, None

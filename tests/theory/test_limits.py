@@ -51,3 +51,17 @@ def test_bad_input():
                      max_samples=1000)
     with pytest.raises(ValueError, match="do not contract"):
         compare_limits(MatrixSet([[[1.5, 1.0]], [[0.0, 1.0]]]))
+
+
+def test_compare_limits_reuses_a_fixed_set_and_rejects_a_wrong_one():
+    from conservative import MatrixSet
+    from theory import compare_limits, contraction_factor, fixed_set
+
+    family = MatrixSet(np.array([[[0.5, 1.0]], [[-0.5, 1.0]]]))
+    fx = fixed_set(family, tol=1e-9)
+    cert = contraction_factor(np.array([[[0.5]], [[-0.5]]]))
+    a = compare_limits(family, fixed=fx, contraction=cert)
+    b = compare_limits(family)
+    assert abs(a.excess - b.excess) < 1e-9 and a.strict and b.strict
+    with pytest.raises(ValueError, match="fixed"):
+        compare_limits(family, fixed=(MatrixSet(np.zeros((1, 2, 2))), 0.0))
