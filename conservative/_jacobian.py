@@ -31,7 +31,9 @@ Semantics (DESIGN.md §4):
   points a program that uses them *multiplicatively* (``x * sign(x)``) is not resolved: write
   such kinks with ``abs``/``where`` so the selection is visible.  ``argmax``/``argmin`` at a tie
   and ``argsort`` indices are not tracked (an error for the former, a single selection for the
-  latter); a comparison whose tied result is converted to a number raises an error.
+  latter).  A tied comparison converted to a number is a 0/1 indicator: ``x * (x > 0)`` at 0 is
+  resolved like ``where(x > 0, x, 0)`` (a product whose other factor is nonzero there jumps:
+  ``JumpError``); any other use of such an indicator raises an error.
 * Values, and therefore ties, are those XLA computes: on CPU it flushes subnormal numbers to
   zero, so a coordinate of 1e-310 is tied with 0.
 * Pytrees: the columns are the leaves of the differentiated arguments (in ``argnums`` order,
@@ -182,13 +184,11 @@ def _eval_eqn(ctx, eqn, invals):
         ambs = [np.zeros(np.shape(out), bool) if v.amb is None else np.broadcast_to(v.amb, np.shape(out)) for v in invals]
         return [_V(out, None, R.logical(name, vals, ambs))]
     if name == "convert_element_type" and invals[0].amb is not None:
-        if jnp.issubdtype(p["new_dtype"], jnp.floating):
-            raise JumpError(
-                "jacobian: a tied comparison is converted to a number (e.g. x * (x > 0) at x = 0): "
-                "the program may jump there. Write the selection with jnp.where/jnp.maximum so the "
-                "branches can be compared."
-            )
+        # a tied comparison used as a number: a 0/1 indicator whose value is ambiguous where tied
+        # (only a product with a factor that vanishes there can resolve it, see _indicator_mul)
         return [_V(_bind(eqn, vals)[0], None, invals[0].amb)]
+    if name == "mul" and sum(v.amb is not None for v in invals) == 1 and all(R.is_float(v) for v in vals):
+        return [_indicator_mul(ctx, invals, _bind(eqn, vals)[0])]
     if name == "select_n" and all(v.amb is None for v in invals[1:]):
         return [_select_n(ctx, invals, _bind(eqn, vals)[0])]
     if name in R.STRUCTURAL and any(v.amb is not None for v in invals) and not any(R.is_float(v) for v in vals):
@@ -258,6 +258,33 @@ def _select_n(ctx, invals, out):
         pshape = np.shape(pred.val)
         owner = np.broadcast_to(np.arange(int(np.prod(pshape, dtype=np.int64))).reshape(pshape), shape).ravel()
     return _V(out, R.select_elementwise(ctx, _branch_reps(ctx, cases, shape), active, owner))
+
+
+def _indicator_mul(ctx, invals, out):
+    """a · 1[cond] with cond tied at some positions (e.g. ``x * (x > 0)``).
+
+    Where cond is tied the product takes the values a·0 and a·1: they must agree (a = 0 there),
+    otherwise the program jumps (``JumpError``).  The Jacobian row is 0 or J_a: a selection,
+    exactly as for ``where(cond, a, 0)``.
+    """
+    m, a = (invals[0], invals[1]) if invals[0].amb is not None else (invals[1], invals[0])
+    shape = np.shape(out)
+    mval = np.broadcast_to(np.asarray(m.val, np.float64), shape).ravel()
+    amb = np.broadcast_to(m.amb, shape).ravel()
+    aval = np.broadcast_to(np.asarray(a.val, np.float64), shape).ravel()
+    if not np.all(R.values_agree(np.stack([0 * aval[amb], aval[amb]]), ctx.tol)):
+        j = np.flatnonzero(amb)[np.flatnonzero(~R.values_agree(np.stack([0 * aval[amb], aval[amb]]), ctx.tol))[0]]
+        raise JumpError(
+            f"jacobian: a tied comparison is used as a number (flat position {j}) and multiplies "
+            f"{aval[j]!r} ≠ 0: the program jumps here and is not path differentiable"
+        )
+    if not np.all((mval == 0) | (mval == 1)):
+        raise ValueError("jacobian: a tied comparison converted to a number must stay a 0/1 indicator")
+    if a.rep is None:
+        return _V(out)
+    active = np.stack([(mval == 0) | amb, (mval == 1) | amb])
+    branches = [None, R.broadcast_to(ctx, a.val, a.rep, shape)]
+    return _V(out, R.select_elementwise(ctx, branches, active))
 
 
 def _nonsmooth(ctx, eqn, invals):

@@ -164,9 +164,14 @@ def test_discontinuous_cond_raises_jump_error():
         jacobian(f)(0.0)
 
 
-def test_comparison_converted_to_number_raises():
-    with pytest.raises(JumpError):
-        jacobian(lambda x: x * (x > 0))(0.0)
+def test_comparison_converted_to_number_jumps_unless_multiplied_by_zero():
+    # x * (x > 0) is continuous at 0 (the indicator multiplies 0): resolved like where(x > 0, x, 0)
+    np.testing.assert_array_equal(np.sort(jacobian(lambda x: x * (x > 0))(0.0).vertices.ravel()), [0.0, 1.0])
+    # (x + 1) * (x > 0) jumps at 0; (x > 0) + x too (no rule resolves an added indicator)
+    with pytest.raises(JumpError, match="jumps"):
+        jacobian(lambda x: (x + 1.0) * (x > 0))(0.0)
+    with pytest.raises(ValueError, match="tied comparison"):
+        jacobian(lambda x: (x > 0) + x)(0.0)
 
 
 def test_while_loop_tied_condition_raises():

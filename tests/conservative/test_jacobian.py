@@ -623,3 +623,14 @@ def test_subnormal_points_are_ties_like_xla():
     S = jacobian(jax.nn.relu)(x)
     assert S.contains(jax.jacfwd(jax.nn.relu)(x))
     np.testing.assert_array_equal(np.sort(S.vertices.ravel()), [0.0, 1.0])
+
+
+def test_indicator_products_are_selections():
+    """x ⊙ 1[x > 0] at ties: like where(x > 0, x, 0); JAX's element is in the set."""
+    f = lambda x: x * (x > 0) + 0.5 * x * (x <= 0)  # noqa: E731  leaky-relu written with masks
+    x = jnp.array([0.0, 1.0, -2.0])
+    S = jacobian(f)(x)
+    assert S.contains(jax.jacfwd(f)(x)) and S.contains(jax.jacrev(f)(x))
+    # the tied coordinate: two indicator products, each its own choice: {0, 1} + {0, 1/2}
+    np.testing.assert_allclose(sorted({float(v[0, 0]) for v in S.vertices}), [0.0, 1.5])
+    np.testing.assert_allclose(S.support(np.diag([0.0, 1.0, 1.0])), 1.5)
