@@ -7,13 +7,14 @@
 """
 
 from ._jacobian import JumpError, jacobian, register_smooth, value_and_jacobian
-from ._matrix_set import DEFAULT_MAX_VERTICES, MatrixSet, SetTooLargeError
+from ._matrix_set import DEFAULT_MAX_VERTICES, MatrixSet, SetTooLargeError, as_matrix_stack
 from ._piggyback import PiggybackResult, PiggybackVJPResult, piggyback, piggyback_vjp
 
 __all__ = [
     "MatrixSet",
     "SetTooLargeError",
     "DEFAULT_MAX_VERTICES",
+    "as_matrix_stack",
     "jacobian",
     "value_and_jacobian",
     "register_smooth",

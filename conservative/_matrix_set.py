@@ -35,7 +35,7 @@ import numpy as np
 from ._hull import extreme_points, unique_rows
 from ._qp import feasible_combination, min_norm_point
 
-__all__ = ["MatrixSet", "SetTooLargeError", "DEFAULT_MAX_VERTICES"]
+__all__ = ["MatrixSet", "SetTooLargeError", "DEFAULT_MAX_VERTICES", "as_matrix_stack"]
 
 DEFAULT_MAX_VERTICES = 4096
 
@@ -66,6 +66,31 @@ def _as_float_array(x, name: str) -> np.ndarray:
     arr = arr.astype(np.float64)
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{name}: contains non-finite values (NaN or inf)")
+    return arr
+
+
+def as_matrix_stack(x, name: str = "generators") -> np.ndarray:
+    """Validate a family of m×n matrices and return it as float64 (k, m, n).
+
+    Accepts an array (k, m, n), a single m×n matrix (k = 1) or a sequence of equally shaped
+    matrices.  Empty families, ragged shapes, non-numeric, complex or non-finite data raise
+    errors naming ``name``; float32 data warns.
+    """
+    if isinstance(x, Sequence) and not isinstance(x, str):
+        if len(x) == 0:
+            raise ValueError(f"{name}: empty family; expected at least one matrix")
+        shapes = {np.shape(g) for g in x}
+        if len(shapes) != 1:
+            raise ValueError(f"{name}: matrices of different shapes {sorted(shapes)}")
+    arr = _as_float_array(x, name)
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim != 3:
+        raise ValueError(f"{name}: expected shape (k, m, n) or a sequence of m×n matrices, got shape {arr.shape}")
+    if arr.shape[0] == 0:
+        raise ValueError(f"{name}: empty family; expected at least one matrix")
+    if arr.shape[1] == 0 or arr.shape[2] == 0:
+        raise ValueError(f"{name}: matrices must be non-empty, got shape {arr.shape[1:]}")
     return arr
 
 
@@ -129,24 +154,8 @@ class MatrixSet:
             self._init_from(generators._shape, generators._center, generators._groups, len(generators))
             object.__setattr__(self, "_raw", generators._raw)
             return
-        if isinstance(generators, Sequence) and not isinstance(generators, str):
-            if len(generators) == 0:
-                raise ValueError("generators: empty family; a MatrixSet needs at least one matrix")
-            shapes = {np.shape(g) for g in generators}
-            if len(shapes) != 1:
-                raise ValueError(f"generators: matrices of different shapes {sorted(shapes)}")
-        arr = _as_float_array(generators, "generators")
-        if arr.ndim == 2:
-            arr = arr[None]
-        if arr.ndim != 3:
-            raise ValueError(
-                f"generators: expected shape (k, m, n) or a sequence of m×n matrices, got shape {arr.shape}"
-            )
+        arr = as_matrix_stack(generators, "generators")
         k, m, n = arr.shape
-        if k == 0:
-            raise ValueError("generators: empty family; a MatrixSet needs at least one matrix")
-        if m == 0 or n == 0:
-            raise ValueError(f"generators: matrices must be non-empty, got shape {(m, n)}")
         center, groups = _normalize(np.zeros(m * n), [arr.reshape(k, m * n)])
         self._init_from((m, n), center, groups, k)
         arr.flags.writeable = False

@@ -23,12 +23,11 @@ set-valued mapping").  Norm equivalence: λ_min(P)‖x‖² ≤ ‖x‖_P² ≤ 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from conservative import MatrixSet
+from conservative import MatrixSet, as_matrix_stack
 
 __all__ = ["as_square_family", "max_singular_value", "ContractionCertificate", "contraction_factor",
            "induced_norm", "certify_norm"]
@@ -43,35 +42,9 @@ def as_square_family(family, name: str = "family") -> np.ndarray:
     norms and spectral-radius bounds of products included, is maximised at vertices), a sequence
     of square matrices, or an array (k, n, n).
     """
-    if isinstance(family, MatrixSet):
-        arr = family.vertices
-    else:
-        if isinstance(family, Sequence) and not isinstance(family, str):
-            if len(family) == 0:
-                raise ValueError(f"{name}: empty family; expected at least one square matrix")
-            shapes = {np.shape(a) for a in family}
-            if len(shapes) != 1:
-                raise ValueError(f"{name}: matrices of different shapes {sorted(shapes)}")
-        try:
-            arr = np.asarray(family)
-        except Exception as exc:  # noqa: BLE001
-            raise TypeError(f"{name}: expected a MatrixSet or a sequence of square matrices") from exc
-        if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-            raise TypeError(f"{name}: expected numeric matrices, got dtype {arr.dtype}")
-        if np.iscomplexobj(arr):
-            raise TypeError(f"{name}: complex matrices are not supported")
-        if arr.dtype in (np.float32, np.float16):
-            warnings.warn(f"{name}: received {arr.dtype} data; bounds are computed in float64 for the "
-                          "rounded data", UserWarning, stacklevel=3)
-        arr = arr.astype(np.float64)
-        if arr.ndim == 2:
-            arr = arr[None]
-    if arr.ndim != 3 or arr.shape[0] == 0:
-        raise ValueError(f"{name}: expected shape (k, n, n) with k ≥ 1, got {arr.shape}")
-    if arr.shape[1] != arr.shape[2] or arr.shape[1] == 0:
+    arr = family.vertices if isinstance(family, MatrixSet) else as_matrix_stack(family, name)
+    if arr.shape[1] != arr.shape[2]:
         raise ValueError(f"{name}: expected square n×n matrices, got {arr.shape[1]}×{arr.shape[2]}")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name}: contains non-finite values (NaN or inf)")
     return arr
 
 

@@ -291,3 +291,17 @@ def test_constant_tie_is_not_a_jump():
     c = jnp.zeros(2)
     S = jacobian(lambda x: jnp.where(c > 0, x, 3 * x))(jnp.array([1.0, 2.0]))
     np.testing.assert_array_equal(S.vertices, [3.0 * np.eye(2)])
+
+
+def test_as_matrix_stack_validates_families():
+    from conservative import as_matrix_stack
+
+    assert as_matrix_stack(np.eye(2)).shape == (1, 2, 2)
+    with pytest.raises(ValueError, match="fam: empty family"):
+        as_matrix_stack([], "fam")
+    with pytest.raises(ValueError, match="different shapes"):
+        as_matrix_stack([np.eye(2), np.eye(3)], "fam")
+    with pytest.raises(ValueError, match="non-finite"):
+        as_matrix_stack([np.full((2, 2), np.nan)], "fam")
+    with pytest.raises(TypeError, match="complex"):
+        as_matrix_stack([np.eye(2) * 1j], "fam")
