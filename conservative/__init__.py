@@ -6,7 +6,7 @@
 * ``piggyback``: the set-valued piggyback recursion along the iterates of x_{k+1} = F(x_k, θ).
 """
 
-from ._jacobian import JumpError, jacobian, register_smooth, value_and_jacobian
+from ._jacobian import JumpError, NoRuleError, jacobian, register_smooth, value_and_jacobian
 from ._matrix_set import DEFAULT_MAX_VERTICES, MatrixSet, SetTooLargeError, as_matrix_stack
 from ._piggyback import PiggybackResult, PiggybackVJPResult, piggyback, piggyback_vjp
 
@@ -19,6 +19,7 @@ __all__ = [
     "value_and_jacobian",
     "register_smooth",
     "JumpError",
+    "NoRuleError",
     "piggyback",
     "piggyback_vjp",
     "PiggybackResult",

@@ -30,8 +30,9 @@ Semantics (DESIGN.md §4):
 * ``sign``, ``floor``, ``ceil``, ``round`` are locally constant (derivative 0).  At their jump
   points a program that uses them *multiplicatively* (``x * sign(x)``) is not resolved: write
   such kinks with ``abs``/``where`` so the selection is visible.  ``argmax``/``argmin`` at a tie
-  and ``argsort`` indices are not tracked (an error for the former, a single selection for the
-  latter).  A tied comparison converted to a number is a 0/1 indicator: ``x * (x > 0)`` at 0 is
+  raise an error, and ``argsort`` indices are not tracked (``x[argsort(x)]`` at a tie gives the
+  stable order's single selection; ``jnp.sort(x)`` gives every ordering).  ``lax.sort`` with
+  several operands or keys permutes all operands with one choice per tie block.  A tied comparison converted to a number is a 0/1 indicator: ``x * (x > 0)`` at 0 is
   resolved like ``where(x > 0, x, 0)`` (a product whose other factor is nonzero there jumps:
   ``JumpError``); any other use of such an indicator raises an error.
 * Values, and therefore ties, are those XLA computes: on CPU it flushes subnormal numbers to
@@ -44,6 +45,7 @@ Semantics (DESIGN.md §4):
 
 from __future__ import annotations
 
+import itertools
 import math
 import warnings
 
@@ -57,13 +59,17 @@ from ._fast import FastJacobian
 from ._matrix_set import MatrixSet
 from ._selections import Choices, JRep, _add_table, choose
 
-__all__ = ["jacobian", "value_and_jacobian", "register_smooth", "JumpError"]
+__all__ = ["jacobian", "value_and_jacobian", "register_smooth", "JumpError", "NoRuleError"]
 
 register_smooth = R.register_smooth
 
 
 class JumpError(ValueError):
     """The program is discontinuous at the point (a tied branch whose values differ)."""
+
+
+class NoRuleError(NotImplementedError, TypeError):
+    """The program uses a primitive that has no rule (see ``register_smooth``)."""
 
 
 class _V:
@@ -210,7 +216,7 @@ def _eval_eqn(ctx, eqn, invals):
     if name in R.LOCALLY_CONSTANT or not any(R.is_float(o) for o in outs) or all(v.rep is None for v in invals):
         return [_V(o) for o in outs]
     if name not in R.SMOOTH:
-        raise NotImplementedError(
+        raise NoRuleError(
             f"jacobian: no rule for primitive '{name}'. If it is smooth (differentiable with a "
             f"continuous JVP), declare it with conservative.register_smooth('{name}'); otherwise "
             "rewrite the program with supported nonsmooth primitives (max, min, abs, clamp, where, sort)."
@@ -351,48 +357,69 @@ def _nonsmooth(ctx, eqn, invals):
 
 
 def _sort(ctx, eqn, invals, outs):
+    """``lax.sort``: every operand is permuted by the stable lexicographic order of the first
+    ``num_keys`` operands (``jnp.sort``, ``lax.sort_key_val``, ``jnp.argsort``...).
+
+    Where the keys depend on the inputs and are tied (all keys equal within ``tol``), every
+    ordering of the tie block is a selection, applied jointly to all operands (one choice per
+    block).  A non-key float operand whose values differ inside a tie block makes the output
+    jump there (``JumpError``).  Integer operands (argsort's indices) follow the stable order.
+    """
     p = eqn.params
-    dim = p["dimension"]
-    keys = np.asarray(invals[0].val, np.float64) if R.is_float(invals[0].val) else None
-    if keys is None or all(v.rep is None for v in invals):
+    dim, nk = p["dimension"], p["num_keys"]
+    if all(v.rep is None for v in invals):
         return [_V(o) for o in outs]
-    if p["num_keys"] != 1:
-        raise NotImplementedError("jacobian: sort with several keys is not supported")
-    perm = np.argsort(keys, axis=dim, kind="stable")
-    flat_idx = np.arange(keys.size).reshape(keys.shape)
-    src = np.take_along_axis(flat_idx, perm, axis=dim)  # output position -> input flat index
-    sk = np.moveaxis(np.take_along_axis(keys, perm, axis=dim), dim, -1)
-    pos = np.moveaxis(np.arange(keys.size).reshape(keys.shape), dim, -1)
-    srcm = np.moveaxis(src, dim, -1)
-    lines = [(sk[i], pos[i], srcm[i]) for i in np.ndindex(sk.shape[:-1])]
-    res = []
-    float_reps = [i for i, v in enumerate(invals) if v.rep is not None]
-    for k, (v, o) in enumerate(zip(invals, outs)):
-        if v.rep is None:
-            res.append(_V(o))
+    shape = np.shape(invals[0].val)
+    size = _size(invals[0].val)
+    index = np.moveaxis(np.arange(size).reshape(shape), dim, -1)  # flat index of (line, j)
+    keys = [np.moveaxis(np.asarray(v.val), dim, -1) for v in invals[:nk]]
+    keys_vary = any(v.rep is not None for v in invals[:nk])
+    src = np.empty(size, dtype=np.int64)  # output flat position -> input flat index
+    blocks = []  # (output positions, input indices in stable order)
+    for line in np.ndindex(index.shape[:-1]):
+        order = np.lexsort([k[line] for k in reversed(keys)])
+        src[index[line]] = index[line][order]
+        if not keys_vary or len(order) < 2:
             continue
-        base = v.rep.take_rows(src.ravel())
-        blocks = []
-        for keyline, posline, srcline in lines:
-            for a, b in R.sort_blocks(keyline, ctx.tol):
-                if len(float_reps) > 1 or k != 0:
-                    ov = np.asarray(v.val, np.float64).ravel()[srcline[a:b]]
-                    if len(float_reps) > 1 and not np.all(R.values_agree(ov[:, None], ctx.tol)):
-                        raise NotImplementedError("jacobian: sort of several operands with tied keys is not supported")
-                perms = R.permutations_block(b - a, ctx.choices.max_selections)
-                if perms is None:
-                    raise ValueError(
-                        f"jacobian: sort has a tie block of {b - a} equal keys ({math.factorial(b - a)} "
-                        f"orderings) above max_selections={ctx.choices.max_selections}"
-                    )
-                P = posline[a:b]
-                blocks.append((P, [v.rep.take_rows(srcline[a:b][list(pi)]) for pi in perms]))
-        if blocks:
-            mask = np.ones(_size(o), bool)
-            mask[np.concatenate([P for P, _ in blocks])] = False
-            res.append(_V(o, choose(ctx.choices, base.restrict(mask), blocks)))
-        else:
-            res.append(_V(o, base))
+        tied = np.ones(len(order) - 1, dtype=bool)
+        for k, v in zip(keys, invals):
+            d = np.diff(np.asarray(k[line][order], np.float64))
+            tied &= R.tie(d, ctx.tol) if R.is_float(v.val) else (d == 0)
+        for a, b in R.tie_runs(tied):
+            blocks.append((index[line][a:b], index[line][order][a:b]))
+    for i, v in enumerate(invals[nk:], start=nk):
+        if not R.is_float(v.val):
+            continue
+        vals = np.asarray(v.val, np.float64).ravel()
+        for _, S in blocks:
+            if not np.all(R.values_agree(vals[S][:, None], ctx.tol)):
+                raise JumpError(
+                    f"jacobian: sort with tied keys permutes operand {i}, whose values differ inside the "
+                    "tie block: the output jumps here and is not path differentiable"
+                )
+    ops = [i for i, v in enumerate(invals) if v.rep is not None]
+    bases = {i: invals[i].rep.take_rows(src) for i in ops}
+    res = [_V(o, bases.get(i)) if R.is_float(o) else _V(o) for i, o in enumerate(outs)]
+    if not blocks:
+        return res
+    limit = ctx.choices.max_selections
+    mask = np.ones(size, dtype=bool)
+    joint_blocks = []
+    for P, S in blocks:
+        if math.factorial(len(S)) > limit:
+            raise ValueError(
+                f"jacobian: sort has a tie block of {len(S)} equal keys ({math.factorial(len(S))} "
+                f"orderings) above max_selections={limit}"
+            )
+        mask[P] = False
+        rows = np.concatenate([P + k * size for k in range(len(ops))])
+        options = [_concat(ctx, [invals[i].rep.take_rows(S[list(pi)]) for i in ops], [len(S)] * len(ops))
+                   for pi in itertools.permutations(range(len(S)))]
+        joint_blocks.append((rows, options))
+    base = _concat(ctx, [bases[i].restrict(mask) for i in ops], [size] * len(ops))
+    joint = choose(ctx.choices, base, joint_blocks)
+    for i, rep in zip(ops, _split(joint, [size] * len(ops))):
+        res[i] = _V(outs[i], rep)
     return res
 
 

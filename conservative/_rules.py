@@ -16,8 +16,6 @@ Users can declare further smooth primitives with ``register_smooth``.
 
 from __future__ import annotations
 
-import itertools
-import math
 
 import jax
 import jax.numpy as jnp
@@ -246,21 +244,14 @@ def logical(name, vals, ambs):
     raise KeyError(name)
 
 
-def sort_blocks(keys_sorted, tol):
-    """Maximal runs of consecutive sorted keys tied within tol (along the last axis)."""
-    d = tie(np.diff(keys_sorted), tol)
-    blocks, start = [], 0
-    for i, t in enumerate(d):
+def tie_runs(tied):
+    """Maximal runs [a, b) of consecutive positions linked by ``tied[i]`` (between i and i+1)."""
+    runs, start = [], 0
+    for i, t in enumerate(tied):
         if not t:
-            if i - start >= 1:
-                blocks.append((start, i + 1))
+            if i > start:
+                runs.append((start, i + 1))
             start = i + 1
-    if len(keys_sorted) - start >= 2:
-        blocks.append((start, len(keys_sorted)))
-    return blocks
-
-
-def permutations_block(size, limit):
-    if math.factorial(size) > limit:
-        return None
-    return list(itertools.permutations(range(size)))
+    if len(tied) > start:
+        runs.append((start, len(tied) + 1))
+    return runs

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from jax import lax
 
-from conservative import MatrixSet, jacobian, value_and_jacobian
+from conservative import JumpError, MatrixSet, jacobian, value_and_jacobian
 
 
 def sorted_vertices(S):
@@ -634,3 +634,45 @@ def test_indicator_products_are_selections():
     # the tied coordinate: two indicator products, each its own choice: {0, 1} + {0, 1/2}
     np.testing.assert_allclose(sorted({float(v[0, 0]) for v in S.vertices}), [0.0, 1.5])
     np.testing.assert_allclose(S.support(np.diag([0.0, 1.0, 1.0])), 1.5)
+
+
+def test_sort_with_several_operands_permutes_them_jointly():
+    """lax.sort((x, 2x)) with x1 = x2 tied: one choice of ordering for both outputs (2 vertices, not 4)."""
+    f = lambda x: jnp.concatenate(lax.sort((x, 2.0 * x), num_keys=1))  # noqa: E731
+    x = jnp.array([1.0, 1.0, 0.0])
+    S = jacobian(f)(x)
+    P1 = np.array([[0, 0, 1], [1, 0, 0], [0, 1, 0]], float)  # stable order: 0, then x0, x1
+    P2 = np.array([[0, 0, 1], [0, 1, 0], [1, 0, 0]], float)
+    expected = [np.vstack([P, 2 * P]) for P in (P1, P2)]
+    V = S.vertices
+    assert len(V) == 2
+    for E in expected:
+        assert min(np.abs(V - E).max(axis=(1, 2))) < 1e-12
+    assert S.contains(jax.jacfwd(f)(x))
+
+
+def test_sort_with_several_keys_ties_only_when_all_keys_tie():
+    """Lexicographic keys (k1, k2) = (x, y): a tie in x alone is broken by y (no selection)."""
+    f = lambda x, y: lax.sort((x, y), num_keys=2)[0]  # noqa: E731
+    S = jacobian(f)(jnp.array([1.0, 1.0]), jnp.array([0.0, 1.0]))
+    assert S.is_singleton
+    np.testing.assert_array_equal(S.center, np.eye(2))
+    T = jacobian(f, argnums=(0, 1))(jnp.array([1.0, 1.0]), jnp.array([1.0, 1.0]))
+    assert len(T.vertices) == 2  # both orderings of the fully tied pair
+
+
+def test_sort_key_val_with_differing_values_at_a_tie_jumps():
+    f = lambda x: lax.sort_key_val(x, jnp.array([1.0, 2.0]) * x)[1]  # noqa: E731
+    with pytest.raises(JumpError, match="sort"):
+        jacobian(f)(jnp.array([1.0, 1.0]))
+    # argsort: integer indices follow the stable order and are not tracked
+    g = lambda x: x[jnp.argsort(x)]  # noqa: E731
+    assert jacobian(g)(jnp.array([2.0, 1.0])).is_singleton
+
+
+def test_unknown_primitive_error_is_a_type_error_too():
+    from conservative import NoRuleError
+
+    with pytest.raises(TypeError, match="register_smooth"):
+        jacobian(lambda x: lax.cummax(x))(jnp.array([1.0, 2.0]))
+    assert issubclass(NoRuleError, NotImplementedError)
