@@ -444,3 +444,28 @@ def test_set_too_large_error_names_limit():
 
 def test_set_too_large_is_a_value_error():
     assert issubclass(SetTooLargeError, ValueError)
+
+
+def test_split_columns_and_argsupport_against_vertices():
+    rng = np.random.default_rng(7)
+    G = rng.standard_normal((5, 2, 3))
+    S = MatrixSet(G)
+    L, R = S.split_columns(1)
+    for part, cols in ((L, slice(0, 1)), (R, slice(1, 3))):
+        D = rng.standard_normal(part.shape)
+        assert abs(part.support(D) - max(np.sum(D * g[:, cols]) for g in G)) < 1e-12
+    D = rng.standard_normal((2, 3))
+    X = S.argsupport(D)
+    assert abs(np.sum(D * X) - S.support(D)) < 1e-12 and S.contains(X)
+
+
+def test_piggyback_diameter_bound_when_vertices_are_too_many():
+    """Above max_vertices the reported diameter is the bound Σ_g diam(conv G_g), flagged as inexact."""
+    import jax.numpy as jnp
+
+    from conservative import piggyback
+
+    F = lambda x, th: jnp.maximum(x + th, 0.0)  # noqa: E731  every coordinate tied at 0: 𝒥_1 = {diag(d)}
+    r = piggyback(F, jnp.zeros(6), jnp.zeros(6), 1, max_vertices=16)
+    assert not r.diameter_exact[1] and r.diameter_exact[0]
+    np.testing.assert_allclose(r.diameters[1], 6.0)  # six unit segments; the exact diameter is √6
