@@ -22,7 +22,7 @@ The non-differentiated part of the loop runs on ``stop_gradient``-ed inputs insi
 loop, so reverse-mode memory does not grow with ``steps`` for implicit, one-step and truncated.
 
 Divergence: every step is checked for non-finite values; the first offending step is reported
-(``ValueError`` on concrete values, a ``RuntimeWarning`` from a debug callback under ``jit``).
+(``ValueError`` on concrete values, a ``RuntimeWarning`` from a host callback under ``jit``).
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def _divergence_check(steps_total: int, offset: int):
     def check(first_bad, traced):
         fb = np.asarray(first_bad)
         if np.any(fb >= 0):
-            step = int(np.min(np.where(fb >= 0, fb, np.iinfo(np.int64).max))) + offset
+            step = int(fb[fb >= 0].min()) + offset
             msg = (f"the iteration diverged: iterate x_{step} (step {step} of steps={steps_total}) "
                    "contains non-finite values (inf/nan); reduce the step size or check F and x0")
             if traced:
@@ -106,8 +106,7 @@ def _run(F, x, theta, n: int, *, check: bool, steps_total: int, offset: int):
 
     x, first_bad = lax.fori_loop(0, n, body, (x, jnp.asarray(-1, jnp.int32)))
     first_bad = lax.stop_gradient(first_bad)
-    report(_divergence_check(steps_total, offset), first_bad, flag=first_bad >= 0)
-    return x
+    return report(x, _divergence_check(steps_total, offset), first_bad, flag=first_bad >= 0)
 
 
 def _validate_args(steps, mode, truncate, x0, theta):

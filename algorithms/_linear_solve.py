@@ -14,7 +14,7 @@ on the normal equation ``AᵀA x = Aᵀ b`` with ``Aᵀ`` obtained by ``jax.line
 The Krylov methods are written here (not ``jax.scipy.sparse.linalg``) so that they report their
 final relative residual and iteration count: a solve whose true relative residual exceeds 10·``tol`` (slack for the drift between recursive and
 true residuals) triggers a :class:`LinearSolveWarning` naming the solver, the residual and the iterations, both eagerly
-and under ``jit`` (through ``jax.debug.callback``). A numerically singular dense system raises
+and under ``jit`` (through a host callback, see :func:`report`). A numerically singular dense system raises
 a ``ValueError`` with the condition number when values are concrete, and warns under a trace.
 """
 
@@ -59,30 +59,51 @@ class SolveInfo:
 
 
 # ----------------------------------------------------------------------------------------------
-# reporting: raise eagerly, warn from a debug callback under a trace
+# reporting: raise eagerly, warn from a host callback under a trace
 
 
 def _is_traced(values) -> bool:
     return any(isinstance(v, jax.core.Tracer) for v in jax.tree_util.tree_leaves(values))
 
 
-def report(check: Callable[..., None], *values, flag=None) -> None:
-    """Run ``check(*values, traced=...)`` now on concrete values, else at run time via a callback.
+def report(attach, check: Callable[..., None], *values, flag=None):
+    """Run ``check(*values, traced=...)`` on concrete values now, else at run time; return ``attach``.
 
     ``check`` receives NumPy arrays and raises (``traced=False``) or warns (``traced=True``:
     an exception inside a compiled computation would surface as an opaque runtime error).
-    Under a trace, ``flag`` (a boolean scalar, True when something is wrong) guards the host
-    callback with ``lax.cond`` so that a healthy run pays no host round trip; ``check`` must
-    itself decide whether to warn (under ``vmap`` both branches may run).
+
+    Under a trace the check runs in a host callback whose (zero) result is added to the first
+    floating leaf of the pytree ``attach``, which is returned: the data dependency keeps the
+    callback alive and orders it before whatever uses ``attach``. The callback is a
+    ``jax.pure_callback`` (no side effect declared), not ``jax.debug.callback``: a computation
+    with effects loses JAX's fast C++ dispatch path (≈ 80 µs per call on CPU, measured), which
+    dominates small problems. ``flag`` (a boolean scalar, True when something is wrong) guards
+    the callback with ``lax.cond`` so that a healthy run pays no host round trip; under ``vmap``
+    both branches may run, so ``check`` must itself decide whether to warn.
     """
-    if _is_traced(values):
-        cb = lambda *v: check(*v, traced=True)  # noqa: E731
-        if flag is None:
-            jax.debug.callback(cb, *values)
-        else:
-            lax.cond(flag, lambda: jax.debug.callback(cb, *values), lambda: None)
-    else:
+    if not _is_traced(values):
         check(*(np.asarray(v) for v in values), traced=False)
+        return attach
+    leaves, treedef = jax.tree_util.tree_flatten(attach)
+    i = next((i for i, leaf in enumerate(leaves) if jnp.issubdtype(jnp.result_type(leaf), jnp.inexact)), None)
+    if i is None:
+        raise TypeError("report(attach, ...) needs a floating leaf in `attach` to carry the check")
+    dtype = jnp.result_type(leaves[i])
+    values = [lax.stop_gradient(v) for v in values]  # diagnostics are not differentiated
+    ndim0 = jnp.ndim(values[0])
+
+    def host(*v):
+        check(*v, traced=True)
+        # under vmap (vmap_method='broadcast_all') every argument gains the same leading batch axes
+        return np.zeros(np.shape(v[0])[: np.ndim(v[0]) - ndim0], dtype)
+
+    def call():
+        return jax.pure_callback(host, jax.ShapeDtypeStruct((), dtype), *values,
+                                 vmap_method="broadcast_all")
+
+    zero = call() if flag is None else lax.cond(flag, call, lambda: jnp.zeros((), dtype))
+    leaves[i] = leaves[i] + zero
+    return jax.tree_util.tree_unflatten(treedef, leaves)
 
 
 def _check_converged(name: str, tol: float):
@@ -352,8 +373,8 @@ def factor(M, solve: str, what: str = "the linear system"):
         raise ValueError(f"`solve` must be one of {DENSE_SOLVERS} for a dense factorization, got {solve!r}")
     fac, kappa, ok = _factor_jit(M, solve)
     if solve == "cholesky":
-        report(_check_spd(what), ok, flag=~ok)
-    report(_check_conditioning(what), kappa, flag=~(kappa <= COND_WARN))
+        fac = report(fac, _check_spd(what), ok, flag=~ok)
+    fac = report(fac, _check_conditioning(what), kappa, flag=~(kappa <= COND_WARN))
     return _solvers(fac, solve)
 
 
@@ -393,8 +414,7 @@ def solve_linear(matvec, b, *, solve: str = "lu", tol: float = 1e-10, maxiter: i
 
     def krylov(mv, r):
         x, info = method(mv, r, tol=tol, maxiter=maxiter)
-        report(_check_converged(solve, tol), info.residual, info.iterations,
-               flag=~(info.residual <= 10 * tol))
-        return x
+        return report(x, _check_converged(solve, tol), info.residual, info.iterations,
+                      flag=~(info.residual <= 10 * tol))
 
     return lax.custom_linear_solve(matvec, b, krylov, krylov, symmetric=(solve == "cg"))

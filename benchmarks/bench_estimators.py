@@ -7,7 +7,8 @@ and the interior-point QP (eq. (12), θ = b), at growing sizes, we time
     estimator: θ ↦ ∇_θ ½‖x_k(θ)‖² via iterate(..., mode=...)  (solve + hypergradient)
 
 and print time(estimator) / time(solve), measured side by side in one run (jit, warm-up,
-block_until_ready, median of repeats; wall-clock and CPU-time ratios both printed). Implicit uses the cheap root form (one-step paper,
+block_until_ready; interleaved rounds with the ratio formed within each round, median and
+interquartile range over rounds, wall clock as the paper; see ``_timing.py``). Implicit uses the cheap root form (one-step paper,
 Remark 3): G = ∇f for Newton, the KKT map for the QP. Target: one-step and implicit within 1.5×
 of the solve at the largest size. The machine is shared: read the ratios, not the seconds.
 
@@ -16,9 +17,7 @@ Run: python benchmarks/bench_estimators.py [--quick]
 
 import dataclasses
 import os
-import statistics
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
@@ -26,7 +25,9 @@ import numpy as np
 
 jax.config.update("jax_enable_x64", True)
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from _timing import compare  # noqa: E402
 from algorithms import (  # noqa: E402
     QP,
     interior_point_map,
@@ -42,38 +43,20 @@ from algorithms import (  # noqa: E402
 MODES = ("one_step", "implicit", "autodiff")
 
 
-def median_time(fun, arg, repeat):
-    """Median wall-clock and CPU time per call, after compilation and a warm-up call.
-
-    Wall time is what the paper's Figure 3 reports.  CPU time (``time.process_time``, summed over
-    XLA's threads) is less sensitive to other jobs on a shared machine but counts multi-threaded
-    kernels several times (the backward passes' large matmuls are), so both are reported."""
-    jax.block_until_ready(fun(arg))  # compile + warm up
-    jax.block_until_ready(fun(arg))
-    walls, cpus = [], []
-    for _ in range(repeat):
-        t, c = time.perf_counter(), time.process_time()
-        jax.block_until_ready(fun(arg))
-        walls.append(time.perf_counter() - t)
-        cpus.append(time.process_time() - c)
-    return statistics.median(walls), statistics.median(cpus)
-
-
-def ratios(F, x0, theta, steps, implicit_kw, repeat, out):
+def ratios(F, x0, theta, steps, implicit_kw, rounds, out):
     def loss(th, mode=None, **kw):
         x = iterate(F, x0, th, steps) if mode is None else iterate(F, x0, th, steps, mode=mode, **kw)
         x = x.x if hasattr(x, "x") else x
         return 0.5 * jnp.sum(x ** 2)
 
-    w_solve, c_solve = median_time(jax.jit(loss), theta, repeat)
-    row = {"solve_ms": 1e3 * w_solve}
-    grads = {}
+    funs = {"solve": jax.jit(loss)}
     for mode in MODES:
         kw = implicit_kw if mode == "implicit" else {}
-        g = jax.jit(jax.grad(lambda th: loss(th, mode, **kw)))
-        w, c = median_time(g, theta, repeat)
-        row[mode] = (w / w_solve, c / c_solve)
-        grads[mode] = g(theta)
+        funs[mode] = jax.jit(jax.grad(lambda th, mode=mode, kw=kw: loss(th, mode, **kw)))
+    timing = compare({name: (lambda f=f: f(theta)) for name, f in funs.items()}, "solve", rounds=rounds)
+    row = {"solve_ms": timing["solve"]["ms"]}
+    row.update({mode: timing[mode] for mode in MODES})
+    grads = {mode: funs[mode](theta) for mode in ("one_step", "implicit")}
     row["|os - imp|"] = float(jax.tree_util.tree_reduce(
         max, jax.tree_util.tree_map(lambda a, b: jnp.max(jnp.abs(a - b)), grads["one_step"], grads["implicit"])))
     out.append(row)
@@ -107,25 +90,26 @@ def qp_problem(n, seed=0):
 
 def show(title, header, rows):
     print(f"\n{title}")
-    print(f"{header:>14} {'solve [wall ms]':>15} " + " ".join(f"{m + ' × wall/cpu':>20}" for m in MODES) + f" {'|os-imp|':>9}")
+    print(f"{header:>14} {'solve [ms]':>10} " + " ".join(f"{m + ' × [IQR]':>22}" for m in MODES) + f" {'|os-imp|':>9}")
     for label, row in rows:
-        print(f"{label:>14} {row['solve_ms']:15.2f} " + " ".join(f"{row[m][0]:13.2f} / {row[m][1]:4.2f}" for m in MODES)
+        print(f"{label:>14} {row['solve_ms']:10.2f} "
+              + " ".join(f"{row[m]['ratio']:9.2f} [{row[m]['q25']:.2f}, {row[m]['q75']:.2f}]" for m in MODES)
               + f" {row['|os - imp|']:9.1e}")
 
 
 def main(quick=False):
-    repeat = 3 if quick else 15
+    rounds = 3 if quick else 15
     sizes = [(200, 10), (1000, 40), (4000, 100)] if not quick else [(200, 10), (1000, 40)]
     rows, out = [], []
     for N, n in sizes:
         F, x0, th, kw = logistic_problem(N, n)
-        rows.append((f"N={N},n={n}", ratios(F, x0, th, 15, kw, repeat, out)))
+        rows.append((f"N={N},n={n}", ratios(F, x0, th, 15, kw, rounds, out)))
     show("Newton, logistic regression (15 steps): time(solve + hypergradient) / time(solve)",
          "size", rows)
     rows = []
     for n in ([20, 60, 150] if not quick else [20, 60]):
         F, w0, b, kw = qp_problem(n)
-        rows.append((f"n={n}", ratios(F, w0, b, 25, kw, repeat, out)))
+        rows.append((f"n={n}", ratios(F, w0, b, 25, kw, rounds, out)))
     show("Interior-point QP (25 steps), θ = b: time(solve + hypergradient) / time(solve)", "size", rows)
     print("\ntarget: one_step and implicit ≤ 1.5 (wall clock, as the paper) at the largest size; autodiff for reference")
 

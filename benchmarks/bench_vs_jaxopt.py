@@ -1,8 +1,9 @@
 """Implicit differentiation: ours (algorithms.custom_root) vs jaxopt.implicit_diff.custom_root.
 
 Same solver, same optimality map, same linear-solver family on each problem; we compare the
-hypergradient values (must agree to 1e-9) and the time of jit(grad) (median CPU time of repeats
-after warm-up, measured side by side; ratio ours / jaxopt, target ≤ 1):
+hypergradient values (must agree to 1e-9) and the time of jit(grad) (interleaved rounds, ratio
+ours / jaxopt formed within each round, median and interquartile range; see ``_timing.py``;
+target ≤ 1):
 
 - ridge:    G = ∇₁f (stationarity), θ = per-feature penalties, CG on the Hessian;
 - lasso:    G = prox-grad fixed point residual (jaxopt paper eq. (7)), θ = λ, dense LU;
@@ -13,9 +14,7 @@ Run: python benchmarks/bench_vs_jaxopt.py
 """
 
 import os
-import statistics
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
@@ -23,19 +22,10 @@ import numpy as np
 
 jax.config.update("jax_enable_x64", True)
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from _timing import compare  # noqa: E402
 from algorithms import custom_root, proximal_gradient  # noqa: E402
-
-
-def median_cpu(fun, arg, repeat=15):
-    jax.block_until_ready(fun(arg))
-    jax.block_until_ready(fun(arg))
-    ts = []
-    for _ in range(repeat):
-        t = time.process_time()
-        jax.block_until_ready(fun(arg))
-        ts.append(time.process_time() - t)
-    return statistics.median(ts)
 
 
 def problems(n_samples=400, n_features=60, seed=0):
@@ -84,7 +74,8 @@ def main():
         print("jaxopt is not installed: nothing to compare (pip install jaxopt). Exiting.")
         return 0
     theirs_solve = {"cg": linear_solve.solve_cg, "lu": linear_solve.solve_lu}
-    print(f"{'problem':>9} {'solver':>6} {'max |Δgrad|':>12} {'ours [ms]':>10} {'jaxopt [ms]':>12} {'ours/jaxopt':>12}")
+    print(f"{'problem':>9} {'solver':>6} {'max |Δgrad|':>12} {'ours [ms]':>10} {'jaxopt [ms]':>12} "
+          f"{'ours/jaxopt':>12} {'(IQR over rounds)':>18}")
     ok = True
     for name, G, solver, theta, x0, solve in problems():
         ours = custom_root(G, solve=solve, tol=1e-12)(solver)
@@ -93,9 +84,10 @@ def main():
         g_ours = jax.jit(jax.grad(lambda th: 0.5 * jnp.sum(ours(x0, th) ** 2)))
         g_jo = jax.jit(jax.grad(lambda th: 0.5 * jnp.sum(jo(x0, th) ** 2)))
         diff = float(jnp.max(jnp.abs(g_ours(theta) - g_jo(theta))))
-        t_ours, t_jo = median_cpu(g_ours, theta), median_cpu(g_jo, theta)
+        t = compare({"ours": lambda: g_ours(theta), "jaxopt": lambda: g_jo(theta)}, "jaxopt")
         ok &= diff <= 1e-9
-        print(f"{name:>9} {solve:>6} {diff:12.1e} {1e3 * t_ours:10.2f} {1e3 * t_jo:12.2f} {t_ours / t_jo:12.2f}")
+        print(f"{name:>9} {solve:>6} {diff:12.1e} {t['ours']['ms']:10.3f} {t['jaxopt']['ms']:12.3f} "
+              f"{t['ours']['ratio']:12.2f}       [{t['ours']['q25']:.2f}, {t['ours']['q75']:.2f}]")
     print("values agree to 1e-9" if ok else "VALUES DISAGREE beyond 1e-9")
     return 0 if ok else 1
 

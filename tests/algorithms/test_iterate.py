@@ -199,6 +199,20 @@ def test_divergence_reports_the_step():
             iterate(G, x0, th, 40, mode=mode)
     with pytest.warns(DivergenceWarning, match=f"x_{expected} "):
         jax.block_until_ready(jax.jit(lambda t: iterate(G, x0, t, 40))(th))
+    # under vmap only the diverging batch element is reported, with its own first bad step
+    batch = jnp.stack([jnp.full(2, -9.0), th])  # θ = -9: x_k = 1 for all k (10·1 - 9 = 1)
+    with pytest.warns(DivergenceWarning, match=f"x_{expected} "):
+        out = jax.block_until_ready(jax.jit(jax.vmap(lambda t: iterate(G, x0, t, 40)))(batch))
+    assert np.all(np.isfinite(out[0])) and not np.all(np.isfinite(out[1]))
+
+
+def test_healthy_runs_under_jit_warn_nothing_and_keep_fast_dispatch():
+    # the run-time checks are pure callbacks guarded by lax.cond: no effects in the compiled program
+    f = jax.jit(jax.grad(lambda t: jnp.sum(iterate(F, X0, t, 30, mode="implicit", solve="cg"))))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        jax.block_until_ready(f(THETA))
+    assert not jax.make_jaxpr(f)(THETA).effects
 
 
 def _powers(G, x0, th, k):
