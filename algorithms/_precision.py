@@ -13,6 +13,8 @@ theoretical bounds live in ``theory`` (which this package does not import).
 from __future__ import annotations
 
 import dataclasses
+import functools
+import warnings
 from typing import Callable, Sequence
 
 import jax
@@ -21,8 +23,8 @@ import numpy as np
 from jax import lax
 from jax.flatten_util import ravel_pytree
 
-from ._implicit import custom_fixed_point, custom_root
-from ._iterate import MODES, iterate
+from ._iterate import MODES
+from ._linear_solve import DENSE_SOLVERS, factor
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,36 +44,129 @@ def flat_jacobian(fun: Callable, theta):
     return jax.jacfwd(lambda v: ravel_pytree(fun(unravel(v)))[0])(flat)
 
 
+def _flat_problem(F: Callable, x0, theta, optimality_fun: Callable | None):
+    """F (and G) on raveled x and θ, with a shape check of F's output."""
+    fx0, unravel_x = ravel_pytree(x0)
+    ft, unravel_t = ravel_pytree(theta)
+
+    def Ff(x, t):
+        out = ravel_pytree(F(unravel_x(x), unravel_t(t)))[0]
+        if out.shape != x.shape:
+            raise ValueError(f"F(x, θ) must return a pytree of the size of x0 ({x.size}), got {out.size} entries")
+        return out
+
+    Gf = None if optimality_fun is None else (
+        lambda x, t: ravel_pytree(optimality_fun(unravel_x(x), unravel_t(t)))[0])
+    return Ff, Gf, fx0, ft, unravel_x
+
+
+@functools.partial(jax.jit, static_argnames=("Ff", "tol", "maxiter"))
+def _fixed_point(Ff, x0, t, tol: float, maxiter: int):
+    """Iterate x ← F(x, θ) until ‖F(x) - x‖_∞ ≤ tol or ``maxiter`` steps; returns (x, gap)."""
+
+    def cond(c):
+        x, fx, k = c
+        return (jnp.max(jnp.abs(fx - x)) > tol) & (k < maxiter)
+
+    _, x, _ = lax.while_loop(cond, lambda c: (c[1], Ff(c[1], t), c[2] + 1), (x0, Ff(x0, t), 0))
+    return x, jnp.max(jnp.abs(Ff(x, t) - x))
+
+
+@functools.partial(jax.jit, static_argnames=("Ff", "Gf"))
+def _implicit_system(Ff, Gf, x, t):
+    """(M, R) with J_θx̄ = M⁻¹R: M = I - ∂ₓF, R = ∂_θF, or M = ∂₁G, R = -∂₂G (root form)."""
+    jac = _jacobian_mode(x, t)
+    if Gf is None:
+        A, B = jac(Ff, (0, 1))(x, t)
+        return jnp.eye(x.size, dtype=x.dtype) - A, B
+    M, R = jac(Gf, (0, 1))(x, t)
+    return M, -R
+
+
+def _jacobian_mode(x, t):
+    """Dense [∂ₓ, ∂_θ] Jacobians: n reverse passes when θ has more entries than x, else forward."""
+    return jax.jacrev if t.size > x.size else jax.jacfwd
+
+
 def reference_jacobian(F: Callable, x0, theta, *, tol: float = 1e-14, maxiter: int = 1_000_000,
                        optimality_fun: Callable | None = None, solve: str = "lu"):
     """(x̄, J_θx̄): iterate F to ‖F(x) - x‖_∞ ≤ tol, then the implicit Jacobian there (dense).
 
-    Raises ``ValueError`` when the iteration stops at ``maxiter`` before reaching ``tol``.
+    J_θx̄ = (I - ∂ₓF(x̄, θ))⁻¹ ∂_θF(x̄, θ), or -∂₁G⁻¹∂₂G with ``optimality_fun=G`` (jaxopt paper,
+    eqs. (2)-(3)), by a dense factorization ``solve`` ('lu' or 'cholesky') whose condition number
+    is checked. Returns x̄ (a pytree like ``x0``) and J_θx̄ as an (size of x) × (size of θ) matrix.
+
+    Raises ``ValueError`` when the iteration stops at ``maxiter`` before reaching ``tol``, or
+    when the system is numerically singular at x̄.
     """
-
-    def solver(init, th):
-        def cond(c):
-            x, fx, k = c
-            gap = jnp.max(jnp.abs(ravel_pytree(fx)[0] - ravel_pytree(x)[0]))
-            return (gap > tol) & (k < maxiter)
-
-        x, fx, k = lax.while_loop(cond, lambda c: (c[1], F(c[1], th), c[2] + 1),
-                                  (init, F(init, th), 0))
-        return fx
-
-    if optimality_fun is None:
-        wrapped = custom_fixed_point(F, solve=solve)(solver)
-    else:
-        wrapped = custom_root(optimality_fun, solve=solve)(solver)
-    x_ref = wrapped(x0, theta)
-    gap = float(jnp.max(jnp.abs(ravel_pytree(F(x_ref, theta))[0] - ravel_pytree(x_ref)[0])))
-    if not gap <= 10 * tol:
+    if solve not in DENSE_SOLVERS:
+        raise ValueError(f"`solve` must be one of {DENSE_SOLVERS} for the reference Jacobian "
+                         f"(a dense factorization), got {solve!r}")
+    Ff, Gf, fx0, ft, unravel_x = _flat_problem(F, x0, theta, optimality_fun)
+    x, gap = _fixed_point(Ff, fx0, ft, float(tol), int(maxiter))
+    if not float(gap) <= 10 * tol:
         raise ValueError(
             f"reference_jacobian: the iteration did not reach ‖F(x) - x‖ ≤ tol={tol:.1e} within "
-            f"maxiter={maxiter} steps (gap {gap:.3e}); raise `maxiter` or `tol`"
+            f"maxiter={maxiter} steps (gap {float(gap):.3e}); raise `maxiter` or `tol`"
         )
-    jac = flat_jacobian(lambda th: wrapped(x0, th), theta)
-    return x_ref, jac
+    M, R = _implicit_system(Ff, Gf, x, ft)
+    what = "∂₁G (the optimality map's Jacobian)" if Gf is not None else "I - ∂ₓF at the reference fixed point"
+    fwd, _ = factor(M, solve, what)
+    return unravel_x(x), fwd(R)
+
+
+@functools.partial(jax.jit, static_argnames=("Ff", "Gf", "K", "truncate", "ord"))
+def _sweep(Ff, Gf, x0, t, J_ref, K: int, truncate: int | None, trunc_at, ord):
+    """One compiled pass over k = 1..K of the estimators' Jacobians (one-step paper, §2.1).
+
+    With [A_k, B_k] = [∂ₓF, ∂_θF](x_{k-1}, θ) materialized once per step (reverse mode when θ is
+    larger than x), the estimators at x_k are
+
+        autodiff   J_k = A_k J_{k-1} + B_k, J_0 = 0          (piggyback recursion, eq. (2))
+        one-step   B_k                                          (eq. (4))
+        implicit   (I - A_{k+1})⁻¹ B_{k+1}, i.e. at x_k         (eq. (3)), or -∂₁G⁻¹∂₂G at x_k
+        truncated  the recursion restarted from J = 0 at x_{k-K}
+
+    and only their distances to ``J_ref`` (matrix norm ``ord``) leave the loop.
+    """
+    n = x0.size
+    eye = jnp.eye(n, dtype=x0.dtype)
+    jac = _jacobian_mode(x0, t)
+    joint = jac(Ff, (0, 1))
+    err = lambda M: jnp.linalg.norm(M - J_ref, ord=ord)  # noqa: E731
+
+    def implicit(x, A, B):
+        if Gf is None:
+            return jnp.linalg.solve(eye - A, B)
+        dG_dx, dG_dt = jac(Gf, (0, 1))(x, t)
+        return -jnp.linalg.solve(dG_dx, dG_dt)
+
+    def body(carry, _):
+        x, J = carry
+        A, B = joint(x, t)
+        J = A @ J + B
+        x_next = Ff(x, t)
+        return (x_next, J), (x_next, err(J), err(B), err(implicit(x, A, B)))
+
+    J0 = jnp.zeros((n, t.size), x0.dtype)
+    (xK, _), (xs, e_ad, e_os, e_id_prev) = lax.scan(body, (x0, J0), None, length=K)
+    A, B = joint(xK, t)
+    e_id = jnp.concatenate([e_id_prev[1:], err(implicit(xK, A, B))[None]])
+    xs_all = jnp.concatenate([x0[None], xs])
+
+    def truncated(k):  # J^TR at x_k: K steps of the recursion from J = 0 at x_{k-K} (fewer if k < K)
+        start = jnp.maximum(k - truncate, 0)
+
+        def step(_, c):
+            x, J = c
+            A, B = joint(x, t)
+            return Ff(x, t), A @ J + B
+
+        _, J = lax.fori_loop(0, k - start, step, (xs_all[start], J0))
+        return err(J)
+
+    e_tr = lax.map(truncated, trunc_at) if truncate is not None else None
+    return xs, e_ad, e_os, e_id, e_tr
 
 
 def estimator_errors(F: Callable, x0, theta, steps: Sequence[int], *,
@@ -80,15 +175,31 @@ def estimator_errors(F: Callable, x0, theta, steps: Sequence[int], *,
                      optimality_fun: Callable | None = None, solve: str = "lu") -> EstimatorErrors:
     """Errors ‖J^mode x_k - J_ref‖ (matrix norm ``ord``, default spectral) and ‖x_k - x̄‖₂ for k in steps.
 
+    The Jacobians of :func:`iterate`'s estimators at every k ≤ max(steps) come from one compiled
+    sweep (see ``_sweep``): the autodiff estimator by the piggyback recursion
+    J_k = ∂ₓF J_{k-1} + ∂_θF, one-step by ∂_θF(x_{k-1}, θ), implicit by (I - ∂ₓF)⁻¹∂_θF at x_k
+    (or -∂₁G⁻¹∂₂G with ``optimality_fun``), truncated by restarting the recursion K steps back.
+    These are the derivatives that ``jax.jacfwd(lambda θ: iterate(F, x0, θ, k, mode=...))``
+    returns (tested), at the cost of one dense [∂ₓF, ∂_θF] per step instead of one compiled
+    program per (k, mode). Implicit Jacobians use a dense solve; ``solve`` ('lu' or
+    'cholesky') is the factorization of the reference's system.
+
     ``x_ref``/``jac_ref``: reference fixed point (pytree like x0) and flat Jacobian (n × m),
     e.g. from a closed form; computed by :func:`reference_jacobian` when omitted. ``truncate``
     is the K of the truncated estimator (required if ``"truncated"`` is in ``modes``).
+
+    Raises ``ValueError`` when an iterate is not finite; warns (``RuntimeWarning``) when an
+    estimator's Jacobian is not finite at some requested step (e.g. I - ∂ₓF singular there),
+    whose error is then reported as ``nan``.
     """
     for mode in modes:
         if mode not in MODES:
             raise ValueError(f"`modes` entries must be in {MODES}, got {mode!r}")
-    if "truncated" in modes and truncate is None:
-        raise ValueError("`truncate` is required when 'truncated' is in `modes`")
+    if "truncated" in modes:
+        if truncate is None:
+            raise ValueError("`truncate` is required when 'truncated' is in `modes`")
+        if isinstance(truncate, bool) or not isinstance(truncate, (int, np.integer)) or truncate < 1:
+            raise ValueError(f"`truncate` must be a positive int, got {truncate!r}")
     steps = [int(k) for k in steps]
     if not steps or min(steps) <= 0:
         raise ValueError(f"`steps` must be a non-empty list of positive ints, got {steps}")
@@ -98,19 +209,28 @@ def estimator_errors(F: Callable, x0, theta, steps: Sequence[int], *,
         jac_ref = jr if jac_ref is None else jac_ref
     x_ref_flat = np.asarray(ravel_pytree(x_ref)[0])
     jac_ref = np.asarray(jac_ref)
+    Ff, Gf, fx0, ft, _ = _flat_problem(F, x0, theta, optimality_fun)
+    if jac_ref.shape != (fx0.size, ft.size):
+        raise ValueError(f"`jac_ref` must have shape (size of x, size of θ) = {(fx0.size, ft.size)}, "
+                         f"got {jac_ref.shape}")
 
-    it_err = []
-    jac_err = {mode: [] for mode in modes}
-    for k in steps:
-        xk = iterate(F, x0, theta, k)
-        it_err.append(np.linalg.norm(np.asarray(ravel_pytree(xk)[0]) - x_ref_flat))
-        for mode in modes:
-            kw = {}
-            if mode == "truncated":
-                kw["truncate"] = min(truncate, k)
-            if mode == "implicit":
-                kw.update(optimality_fun=optimality_fun, solve=solve)
-            J = flat_jacobian(lambda th: iterate(F, x0, th, k, mode=mode, **kw), theta)
-            jac_err[mode].append(np.linalg.norm(np.asarray(J) - jac_ref, ord=ord))
-    return EstimatorErrors(np.asarray(steps), np.asarray(it_err),
-                           {m: np.asarray(v) for m, v in jac_err.items()}, x_ref_flat, jac_ref)
+    trunc = int(truncate) if "truncated" in modes else None
+    xs, e_ad, e_os, e_id, e_tr = _sweep(
+        Ff, Gf, fx0, ft, jnp.asarray(jac_ref), max(steps), trunc, jnp.asarray(steps), ord)
+    xs = np.asarray(xs)
+    finite = np.all(np.isfinite(xs), axis=1)
+    if not finite.all():
+        first = int(np.argmin(finite)) + 1
+        raise ValueError(f"the iteration diverged: iterate x_{first} contains non-finite values (inf/nan)")
+    idx = np.asarray(steps) - 1
+    curves = {"autodiff": np.asarray(e_ad)[idx], "one_step": np.asarray(e_os)[idx],
+              "implicit": np.asarray(e_id)[idx], "truncated": None if e_tr is None else np.asarray(e_tr)}
+    jac_err = {mode: curves[mode] for mode in modes}
+    for mode, e in jac_err.items():
+        bad = [k for k, v in zip(steps, e) if not np.isfinite(v)]
+        if bad:
+            warnings.warn(f"estimator_errors: the {mode} Jacobian is not finite at k = {bad}"
+                          + (" (I - ∂ₓF or ∂₁G singular there)" if mode == "implicit" else ""),
+                          RuntimeWarning, stacklevel=2)
+    it_err = np.linalg.norm(xs[idx] - x_ref_flat, axis=1)
+    return EstimatorErrors(np.asarray(steps), it_err, jac_err, x_ref_flat, jac_ref)

@@ -1,5 +1,6 @@
 """Estimator errors against closed-form and implicit references."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -56,3 +57,60 @@ def test_bad_input():
         estimator_errors(F, X0, THETA, [5], modes=("truncated",))
     with pytest.raises(ValueError, match="did not reach"):
         reference_jacobian(F, X0, THETA, maxiter=3)
+
+
+# A nonlinear contraction with pytree state and parameters: x = {"u": (3,), "v": (2,)}, θ = (W, b).
+W0 = jnp.asarray(RNG.normal(size=(5, 5))) * 0.25
+B0 = jnp.asarray(RNG.normal(size=5))
+
+
+def F_tree(x, theta):
+    W, b = theta
+    z = jnp.concatenate([x["u"], x["v"]])
+    z = 0.5 * jnp.tanh(W @ z + b) + 0.1 * z
+    return {"u": z[:3], "v": z[3:]}
+
+
+def G_tree(x, theta):  # root form of the same fixed point: G = x - F(x, θ)
+    fx = F_tree(x, theta)
+    return {"u": x["u"] - fx["u"], "v": x["v"] - fx["v"]}
+
+
+def test_sweep_equals_the_jacobians_of_iterate():
+    """The compiled sweep returns the errors of the derivatives that iterate() gives, mode by mode."""
+    from algorithms import flat_jacobian, iterate
+
+    x0 = {"u": jnp.zeros(3), "v": jnp.ones(2)}
+    theta = (W0, B0)
+    x_ref, J_ref = reference_jacobian(F_tree, x0, theta)
+    steps = [1, 3, 6]
+    modes = ("autodiff", "implicit", "one_step", "truncated")
+    jacobians = {(mode, k): np.asarray(jax.jit(flat_jacobian, static_argnums=0)(
+        lambda th: iterate(F_tree, x0, th, k, mode=mode, **({"truncate": min(3, k)} if mode == "truncated" else {})),
+        theta)) for mode in modes for k in steps}
+    for ord in (2, "fro"):
+        res = estimator_errors(F_tree, x0, theta, steps, modes=modes, truncate=3, ord=ord)
+        for mode in modes:
+            expected = [np.linalg.norm(jacobians[mode, k] - np.asarray(J_ref), ord=ord) for k in steps]
+            np.testing.assert_allclose(res.jacobian_error[mode], expected, rtol=1e-9, atol=1e-13)
+    root = estimator_errors(F_tree, x0, theta, steps, modes=("implicit",), optimality_fun=G_tree,
+                            x_ref=x_ref, jac_ref=J_ref, ord="fro")
+    np.testing.assert_allclose(root.jacobian_error["implicit"], res.jacobian_error["implicit"], rtol=1e-9,
+                               atol=1e-13)
+    x_flat = [np.concatenate([np.asarray(v) for v in (iterate(F_tree, x0, theta, k)["u"],
+                                                      iterate(F_tree, x0, theta, k)["v"])]) for k in steps]
+    np.testing.assert_allclose(res.iterate_error, [np.linalg.norm(x - res.x_ref) for x in x_flat], rtol=1e-9)
+
+
+def test_bad_input_of_the_sweep():
+    with pytest.raises(ValueError, match="`jac_ref` must have shape"):
+        estimator_errors(F, X0, THETA, [5], x_ref=X0, jac_ref=np.zeros((4, 3)))
+    with pytest.raises(ValueError, match=r"diverged: iterate x_\d+"):
+        estimator_errors(lambda x, th: 1e200 * x + th, X0 + 1.0, THETA, [5], x_ref=X0, jac_ref=np.zeros((4, 4)))
+    with pytest.raises(ValueError, match="`truncate` must be a positive int"):
+        estimator_errors(F, X0, THETA, [5], modes=("truncated",), truncate=0, x_ref=X0, jac_ref=np.zeros((4, 4)))
+    # ∂ₓF = I at every point: I - ∂ₓF singular, the implicit estimator does not exist
+    with pytest.warns(RuntimeWarning, match="implicit Jacobian is not finite at k = \\[1, 2\\]"):
+        res = estimator_errors(lambda x, th: x + 0.0 * th, X0, THETA, [1, 2], modes=("implicit", "one_step"),
+                               x_ref=X0, jac_ref=np.zeros((4, 4)))
+    assert np.all(np.isnan(res.jacobian_error["implicit"])) and np.all(res.jacobian_error["one_step"] == 0.0)
