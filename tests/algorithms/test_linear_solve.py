@@ -60,6 +60,23 @@ def test_condition_estimate_is_a_tight_lower_bound():
         assert true / 1.5 <= est <= true * (1 + 1e-6), (est, true)
 
 
+def test_screened_condition_estimate_refines_only_suspicious_systems():
+    from algorithms._linear_solve import COND_WARN
+
+    Q = np.linalg.qr(M)[0]
+    for A, suspicious in ((SPD, False), (NONSYM, False), (jnp.asarray(np.diag(np.logspace(0, 11, N)) @ Q), True)):
+        if suspicious:
+            with pytest.warns(IllConditionedWarning, match="condition number ≈ 1.0"):
+                fwd, bwd = factor(A, "lu")
+        else:
+            fwd, bwd = factor(A, "lu")
+        est = float(condition_estimate(A, fwd, bwd, screen=2, threshold=COND_WARN / N))
+        true = np.linalg.cond(np.asarray(A))
+        assert est <= true * (1 + 1e-6)
+        # a screened estimate is within the √n factor of the screen; a refined one is tight
+        assert est >= (true / 1.5 if suspicious else true / N), (est, true)
+
+
 def test_singular_ill_conditioned_and_nonconverged_reports():
     sing = jnp.asarray(np.outer(np.arange(1.0, N + 1), np.ones(N)))
     with pytest.raises(ValueError, match="singular.*condition number"):
