@@ -72,15 +72,19 @@ def _fixed_point(Ff, x0, t, tol: float, maxiter: int):
     return x, jnp.max(jnp.abs(Ff(x, t) - x))
 
 
-@functools.partial(jax.jit, static_argnames=("Ff", "Gf"))
-def _implicit_system(Ff, Gf, x, t):
-    """(M, R) with J_θx̄ = M⁻¹R: M = I - ∂ₓF, R = ∂_θF, or M = ∂₁G, R = -∂₂G (root form)."""
-    jac = _jacobian_mode(x, t)
+def _implicit_system(jac, Ff, Gf, x, t, AB=None):
+    """(M, R) with J_θx = M⁻¹R: M = I - ∂ₓF, R = ∂_θF (``AB`` = [∂ₓF, ∂_θF] when already
+    computed), or M = ∂₁G, R = -∂₂G (root form)."""
     if Gf is None:
-        A, B = jac(Ff, (0, 1))(x, t)
+        A, B = jac(Ff, (0, 1))(x, t) if AB is None else AB
         return jnp.eye(x.size, dtype=x.dtype) - A, B
     M, R = jac(Gf, (0, 1))(x, t)
     return M, -R
+
+
+@functools.partial(jax.jit, static_argnames=("Ff", "Gf"))
+def _reference_system(Ff, Gf, x, t):
+    return _implicit_system(_jacobian_mode(x, t), Ff, Gf, x, t)
 
 
 def _jacobian_mode(x, t):
@@ -109,7 +113,7 @@ def reference_jacobian(F: Callable, x0, theta, *, tol: float = 1e-14, maxiter: i
             f"reference_jacobian: the iteration did not reach ‖F(x) - x‖ ≤ tol={tol:.1e} within "
             f"maxiter={maxiter} steps (gap {float(gap):.3e}); raise `maxiter` or `tol`"
         )
-    M, R = _implicit_system(Ff, Gf, x, ft)
+    M, R = _reference_system(Ff, Gf, x, ft)
     what = "∂₁G (the optimality map's Jacobian)" if Gf is not None else "I - ∂ₓF at the reference fixed point"
     fwd, _ = factor(M, solve, what)
     return unravel_x(x), fwd(R)
@@ -130,16 +134,12 @@ def _sweep(Ff, Gf, x0, t, J_ref, K: int, truncate: int | None, trunc_at, ord):
     and only their distances to ``J_ref`` (matrix norm ``ord``) leave the loop.
     """
     n = x0.size
-    eye = jnp.eye(n, dtype=x0.dtype)
     jac = _jacobian_mode(x0, t)
     joint = jac(Ff, (0, 1))
     err = lambda M: jnp.linalg.norm(M - J_ref, ord=ord)  # noqa: E731
 
     def implicit(x, A, B):
-        if Gf is None:
-            return jnp.linalg.solve(eye - A, B)
-        dG_dx, dG_dt = jac(Gf, (0, 1))(x, t)
-        return -jnp.linalg.solve(dG_dx, dG_dt)
+        return jnp.linalg.solve(*_implicit_system(jac, Ff, Gf, x, t, (A, B)))
 
     def body(carry, _):
         x, J = carry
