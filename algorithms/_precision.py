@@ -29,13 +29,19 @@ from ._linear_solve import DENSE_SOLVERS, factor
 
 @dataclasses.dataclass(frozen=True)
 class EstimatorErrors:
-    """Errors of the estimators along the iterations (NumPy arrays indexed like ``steps``)."""
+    """Errors of the estimators along the iterations (NumPy arrays indexed like ``steps``).
+
+    ``iterate_error[i]`` = ‖x_k - x̄‖₂ and ``previous_iterate_error[i]`` = ‖x_{k-1} - x̄‖₂ for
+    k = ``steps[i]`` (the distances the papers' bounds take: implicit at x_k, one-step at x_{k-1};
+    see ``theory.estimator_error_bounds``); ``jacobian_error[mode][i]`` = ‖J^mode x_k - J_ref‖.
+    """
 
     steps: np.ndarray
     iterate_error: np.ndarray
     jacobian_error: dict
     x_ref: np.ndarray
     jac_ref: np.ndarray
+    previous_iterate_error: np.ndarray
 
 
 def flat_jacobian(fun: Callable, theta):
@@ -232,5 +238,6 @@ def estimator_errors(F: Callable, x0, theta, steps: Sequence[int], *,
             warnings.warn(f"estimator_errors: the {mode} Jacobian is not finite at k = {bad}"
                           + (" (I - ∂ₓF or ∂₁G singular there)" if mode == "implicit" else ""),
                           RuntimeWarning, stacklevel=2)
-    it_err = np.linalg.norm(xs[idx] - x_ref_flat, axis=1)
-    return EstimatorErrors(np.asarray(steps), it_err, jac_err, x_ref_flat, jac_ref)
+    xs_all = np.concatenate([np.asarray(fx0)[None], xs])
+    it_err = np.linalg.norm(xs_all - x_ref_flat, axis=1)
+    return EstimatorErrors(np.asarray(steps), it_err[idx + 1], jac_err, x_ref_flat, jac_ref, it_err[idx])

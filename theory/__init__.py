@@ -12,13 +12,15 @@
 * implicit vs piggyback limits: ``implicit_set``, ``compare_limits`` (J_imp ⊆ J_pb, strictness);
 * the papers' error bounds: ``one_step_error_bound`` (one-step paper, Cor. 1),
   ``one_step_error_bound_superlinear`` (Cor. 3), ``implicit_error_bound_one_step_paper``
-  (Remark 2), ``implicit_jacobian_error_bound`` (jaxopt paper, Theorem 1).
+  (Remark 2), ``implicit_jacobian_error_bound`` (jaxopt paper, Theorem 1), and
+  ``estimator_error_bounds`` to put them next to ``algorithms.estimator_errors``' measurements.
 
 Every bound printed is a bound for the computed data: solver outputs are re-checked with numpy
 and enlarged by a rounding margin; see each function's docstring for the mathematics.
 """
 
 from ._bounds import (
+    estimator_error_bounds,
     implicit_error_bound_one_step_paper,
     implicit_jacobian_error_bound,
     one_step_error_bound,
@@ -44,5 +46,6 @@ __all__ = [
     "FixedSetIteration", "fixed_set", "fixed_set_iteration",
     "ImplicitSet", "implicit_set", "LimitComparison", "compare_limits",
     "one_step_error_bound", "one_step_error_bound_superlinear", "implicit_error_bound_one_step_paper",
+    "estimator_error_bounds",
     "implicit_jacobian_error_bound",
 ]

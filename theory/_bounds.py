@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["one_step_error_bound", "one_step_error_bound_superlinear", "implicit_error_bound_one_step_paper",
-           "implicit_jacobian_error_bound"]
+           "implicit_jacobian_error_bound", "estimator_error_bounds"]
 
 
 def _nonneg(x, name):
@@ -79,3 +79,54 @@ def implicit_jacobian_error_bound(alpha, beta, gamma, R, dist, *, epsilon=None):
     if epsilon is not None and np.any(d > _nonneg(epsilon, "epsilon")):
         raise ValueError(f"dist: Theorem 1 only holds for ‖x̂ - x*‖ ≤ epsilon={epsilon!r}")
     return _out((_nonneg(beta, "beta") / a + _nonneg(gamma, "gamma") * _nonneg(R, "R") / a**2) * d)
+
+
+def estimator_error_bounds(errors, *, rho=None, L_F=None, L_J=None, alpha=None, beta=None, gamma=None,
+                           R=None, epsilon=None) -> dict:
+    """The papers' bounds next to measured estimator errors (``algorithms.estimator_errors``).
+
+    ``errors`` is an ``algorithms.EstimatorErrors`` (anything with ``iterate_error``,
+    ``previous_iterate_error`` and ``jacobian_error``). The constants are the papers' (see the
+    functions above); a bound is returned for every estimator whose constants are given:
+
+    * ``"one_step"``: Corollary 1, ρL_F/(1-ρ) + L_J‖x_{k-1} - x̄‖ (needs ``rho``, ``L_F``, ``L_J``),
+      or Corollary 3, L_J‖x_{k-1} - x̄‖, when ``rho=0`` (Assumption 2: ∂ₓF(x̄, θ) = 0);
+    * ``"implicit"``: Blondel et al. Theorem 1, (β/α + γR/α²)‖x_k - x̄‖ (needs ``alpha``,
+      ``beta``, ``gamma``, ``R``; ``epsilon`` its radius of validity), else the one-step paper's
+      Remark 2, (L_J L_F/(1-ρ)² + L_J/(1-ρ))‖x_k - x̄‖ (needs ``rho``, ``L_F``, ``L_J``).
+
+    Returns ``{mode: {"bound": array, "error": array, "holds": bool}}`` for the modes measured
+    in ``errors`` that have a bound; ``holds`` compares the measured error with the bound up to a
+    rounding allowance of 1e-12·(1 + bound). The bounds are only as valid as the constants.
+    Raises ``ValueError`` when no bound can be formed from the given constants.
+    """
+    prev = np.asarray(errors.previous_iterate_error, dtype=np.float64)
+    cur = np.asarray(errors.iterate_error, dtype=np.float64)
+    measured = errors.jacobian_error
+    def given(*values):
+        return all(v is not None for v in values)
+
+    superlinear = given(rho) and np.all(np.asarray(rho) == 0)
+    bounds = {}
+    if "one_step" in measured and given(L_J):
+        if superlinear:
+            bounds["one_step"] = one_step_error_bound_superlinear(L_J, prev)
+        elif given(rho, L_F):
+            bounds["one_step"] = one_step_error_bound(rho, L_F, L_J, prev)
+    if "implicit" in measured:
+        if given(alpha, beta, gamma, R):
+            bounds["implicit"] = implicit_jacobian_error_bound(alpha, beta, gamma, R, cur, epsilon=epsilon)
+        elif given(rho, L_F, L_J):
+            bounds["implicit"] = implicit_error_bound_one_step_paper(rho, L_F, L_J, cur)
+    if not bounds:
+        raise ValueError(
+            "estimator_error_bounds: no bound applies; give rho, L_F, L_J (one-step Corollary 1 / Remark 2; "
+            "rho=0 with L_J for Corollary 3) or alpha, beta, gamma, R (implicit, Blondel et al. Theorem 1) "
+            f"for the measured modes {sorted(measured)}"
+        )
+    out = {}
+    for mode, b in bounds.items():
+        b = np.broadcast_to(np.asarray(b, dtype=np.float64), cur.shape)
+        e = np.asarray(measured[mode], dtype=np.float64)
+        out[mode] = {"bound": b, "error": e, "holds": bool(np.all(e <= b + 1e-12 * (1 + b)))}
+    return out
