@@ -83,7 +83,11 @@ def test_estimator_error_bounds_hold_for_weighted_ridge_gradient_descent():
     steps = [1, 5, 20, 80]
     res = estimator_errors(F, jnp.zeros(5), jnp.asarray(theta), steps, modes=("one_step", "implicit"),
                            x_ref=x_bar, jac_ref=J_bar)
-    xs = [np.asarray(iterate(F, jnp.zeros(5), jnp.asarray(theta), k)) for k in range(1, 81)]
+    xs = [np.zeros(5)]
+    for _ in range(80):
+        xs.append(F(xs[-1], theta))  # numpy: the same iterates as iterate(F, 0, θ, k)
+    xs = xs[1:]
+    np.testing.assert_allclose(xs[-1], iterate(F, jnp.zeros(5), jnp.asarray(theta), 80), rtol=1e-12, atol=1e-15)
     rho = float(np.max(np.abs(1 - step * lam)))
     L_F = step * max(np.max(np.abs(x)) for x in xs + [x_bar])
     out = estimator_error_bounds(res, rho=rho, L_F=L_F, L_J=step, alpha=lam[0], beta=1.0, gamma=0.0,
@@ -91,7 +95,8 @@ def test_estimator_error_bounds_hold_for_weighted_ridge_gradient_descent():
     assert set(out) == {"one_step", "implicit"}
     assert out["one_step"]["holds"] and out["implicit"]["holds"]
     np.testing.assert_allclose(out["implicit"]["bound"], res.iterate_error / lam[0])
-    np.testing.assert_allclose(res.previous_iterate_error[1:], [np.linalg.norm(xs[k - 2] - x_bar) for k in steps[1:]])
+    np.testing.assert_allclose(res.previous_iterate_error[1:], [np.linalg.norm(xs[k - 2] - x_bar) for k in steps[1:]],
+                               rtol=1e-9, atol=1e-15)
     assert res.previous_iterate_error[0] == pytest.approx(np.linalg.norm(x_bar))  # x_0 = 0
     # with only ρ, L_F, L_J the implicit bound is the one-step paper's Remark 2 (looser)
     remark2 = estimator_error_bounds(res, rho=rho, L_F=L_F, L_J=step)["implicit"]
