@@ -131,7 +131,7 @@ def _validate_args(steps, mode, truncate, x0, theta):
 
 def iterate(F: Callable, x0, theta, steps: int, *, mode: str = "autodiff", truncate: int | None = None,
             optimality_fun: Callable | None = None, solve: str = "lu", tol: float = 1e-10,
-            maxiter: int | None = None, check_finite: bool = True):
+            maxiter: int | None = None, check_finite: bool = True, checks: bool = True):
     """Run x_k = F(x_{k-1}, θ) for ``steps`` steps; derivatives in θ follow the chosen estimator.
 
     Args:
@@ -146,6 +146,8 @@ def iterate(F: Callable, x0, theta, steps: int, *, mode: str = "autodiff", trunc
         (e.g. ``stationarity(f)`` for Newton's map) used instead of I - ∂ₓF.
       solve, tol, maxiter: linear solver of the implicit mode (see :func:`custom_root`).
       check_finite: check every iterate for inf/nan and report the first bad step.
+      checks: for ``"implicit"``, report an ill-conditioned/singular linear system or a Krylov
+        solve that did not converge (see :func:`custom_root`; ``False`` saves ≈ 20 µs per call).
 
     Returns:
       x_steps, with the pytree structure of ``x0``.
@@ -171,7 +173,7 @@ def iterate(F: Callable, x0, theta, steps: int, *, mode: str = "autodiff", trunc
         return run(init, th, steps, 0)
 
     if optimality_fun is None:
-        wrapped = custom_fixed_point(F, solve=solve, tol=tol, maxiter=maxiter)(solver)
+        wrapped = custom_fixed_point(F, solve=solve, tol=tol, maxiter=maxiter, checks=checks)(solver)
     else:
-        wrapped = custom_root(optimality_fun, solve=solve, tol=tol, maxiter=maxiter)(solver)
+        wrapped = custom_root(optimality_fun, solve=solve, tol=tol, maxiter=maxiter, checks=checks)(solver)
     return wrapped(sg(x0), theta)

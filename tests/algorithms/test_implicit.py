@@ -111,6 +111,17 @@ def test_nonconvergence_warning_names_solver_residual_iterations():
         jax.block_until_ready(jax.jit(jax.jacfwd(solver, argnums=1))(INIT, LAM, SHIFT))
 
 
+def test_checks_off_gives_the_same_derivative_without_callbacks():
+    for solve in ("lu", "cg"):
+        on = jax.jit(jax.jacrev(custom_root(grad_f, solve=solve, tol=1e-12)(gd_solver), argnums=1))
+        off = jax.jit(jax.jacrev(custom_root(grad_f, solve=solve, tol=1e-12, checks=False)(gd_solver), argnums=1))
+        np.testing.assert_allclose(off(INIT, LAM, SHIFT), on(INIT, LAM, SHIFT), rtol=1e-12, atol=1e-14)
+        assert "callback" in str(jax.make_jaxpr(on)(INIT, LAM, SHIFT))
+        assert "callback" not in str(jax.make_jaxpr(off)(INIT, LAM, SHIFT))
+    with pytest.raises(TypeError, match="`checks` must be a bool"):
+        custom_root(grad_f, checks="no")(gd_solver)
+
+
 def test_singular_and_non_spd_systems():
     G = lambda x, th: jnp.asarray([x[0] - th[0], x[0] - th[1]])  # noqa: E731 — ∂₁G rank 1
 
