@@ -30,7 +30,12 @@ Semantics (DESIGN.md §4):
 * ``sign``, ``floor``, ``ceil``, ``round`` are locally constant (derivative 0).  At their jump
   points a program that uses them *multiplicatively* (``x * sign(x)``) is not resolved: write
   such kinks with ``abs``/``where`` so the selection is visible.  ``argmax``/``argmin`` at a tie
-  raise an error, and ``argsort`` indices are not tracked (``x[argsort(x)]`` at a tie gives the
+  return an index that is not locally constant: each tied index is an option of one choice
+  (per tied line), shared by every use of that index; computations reading it are evaluated for
+  each option, a float result must not depend on the option (``y[argmax(x)]`` with y differing
+  at the tied positions jumps: ``JumpError``) and its Jacobian is the option's selection, so
+  ``x[argmax(x)]`` has the set of ``max(x)``.  Such an index may not drive control flow.
+  ``argsort`` indices are not tracked (``x[argsort(x)]`` at a tie gives the
   stable order's single selection; ``jnp.sort(x)`` gives every ordering).  ``lax.sort`` with
   several operands or keys permutes all operands with one choice per tie block.  A tied comparison converted to a number is a 0/1 indicator: ``x * (x > 0)`` at 0 is
   resolved like ``where(x > 0, x, 0)`` (a product whose other factor is nonzero there jumps:
@@ -57,7 +62,7 @@ import numpy as np
 from . import _rules as R
 from ._fast import FastJacobian
 from ._matrix_set import MatrixSet
-from ._selections import Choices, JRep, _add_table, choose
+from ._selections import Choices, JRep, _add_table, choose, choose_joint
 
 __all__ = ["jacobian", "value_and_jacobian", "register_smooth", "JumpError", "NoRuleError"]
 
@@ -73,12 +78,20 @@ class NoRuleError(NotImplementedError, TypeError):
 
 
 class _V:
-    __slots__ = ("val", "rep", "amb")
+    """One value of the interpreted program: its value ``val``, the representation ``rep`` of
+    its Jacobian (floats), ``amb`` (booleans/0-1 indicators: where a tied comparison makes the
+    value ambiguous) and ``alts`` (values that depend on a tie of ``argmax``/``argmin``:
+    ``(bases, table, reps)`` with ``table[a₁, ..., a_m]`` the value under the options aᵢ of the
+    base choices ``bases`` and, for floats, ``reps`` the Jacobian reps per joint option in
+    ``np.ndindex`` order; ``None`` for integers)."""
 
-    def __init__(self, val, rep=None, amb=None):
+    __slots__ = ("val", "rep", "amb", "alts")
+
+    def __init__(self, val, rep=None, amb=None, alts=None):
         self.val = val
         self.rep = rep
         self.amb = amb if (amb is not None and np.any(amb)) else None
+        self.alts = alts
 
 
 class _Ctx:
@@ -167,6 +180,13 @@ def _eval_eqn(ctx, eqn, invals):
     if name in ("custom_jvp_call", "custom_vjp_call", "custom_vjp_call_jaxpr"):
         inner = p.get("call_jaxpr", p.get("fun_jaxpr"))
         return _eval_closed(ctx, inner, invals)
+    if any(v.alts is not None for v in invals):
+        if name in ("cond", "scan", "while"):
+            raise ValueError(
+                f"jacobian: an index from argmax/argmin at a tie reaches '{name}'; control flow "
+                "driven by a tied index is not supported"
+            )
+        return _eval_options(ctx, eqn, invals)
     if name == "cond":
         return _cond(ctx, eqn, invals)
     if name == "scan":
@@ -304,14 +324,7 @@ def _nonsmooth(ctx, eqn, invals):
     if name in ("argmax", "argmin") and not R.is_float(vals[0]):
         return [_V(o) for o in outs]
     if name in ("argmax", "argmin"):
-        x = np.moveaxis(np.asarray(vals[0], np.float64), p["axes"][0], -1)
-        ext = x.max(axis=-1, keepdims=True) if name == "argmax" else x.min(axis=-1, keepdims=True)
-        if np.any(np.sum(R.tie(x - ext, tol), axis=-1) > 1):
-            raise ValueError(
-                f"jacobian: {name} at a tie: the returned index is not locally constant and index "
-                "selections are not tracked; use jnp.max/jnp.min (whose ties are handled) instead"
-            )
-        return [_V(o) for o in outs]
+        return [_arg_extremum(ctx, name, p, invals[0], outs[0])]
     out = outs[0]
     if name == "sort":
         return _sort(ctx, eqn, invals, outs)
@@ -354,6 +367,92 @@ def _nonsmooth(ctx, eqn, invals):
     blocks = [(np.array([o]), [rep.take_rows(np.array([j])) for j in src[o][active[o]]])
               for o in np.flatnonzero(~single)]
     return [_V(out, choose(ctx.choices, base, blocks) if blocks else base)]
+
+
+def _arg_extremum(ctx, name, p, v, out):
+    """``argmax``/``argmin`` along one axis.  Where several entries of a line are tied for the
+    extremum (and depend on the inputs) the index is not locally constant: each tied index is an
+    option of a new base choice (one per tied line), and the index carries its value under every
+    option (``_V.alts``).  Computations that use it are evaluated option by option
+    (``_eval_options``), so every use of one ``argmax`` shares its choice."""
+    if v.rep is None:
+        return _V(out)
+    x = np.moveaxis(np.asarray(v.val, np.float64), p["axes"][0], -1)
+    ext = x.max(axis=-1, keepdims=True) if name == "argmax" else x.min(axis=-1, keepdims=True)
+    tied = R.tie(x - ext, ctx.tol)
+    lines = [line for line in np.ndindex(tied.shape[:-1]) if tied[line].sum() > 1]
+    if not lines:
+        return _V(out)
+    candidates = [np.flatnonzero(tied[line]) for line in lines]
+    count = math.prod(len(c) for c in candidates)
+    if count > ctx.choices.max_selections:
+        raise ValueError(
+            f"jacobian: {name} has {len(lines)} tied lines with {count} joint index selections, above "
+            f"max_selections={ctx.choices.max_selections}"
+        )
+    bases = tuple(ctx.choices.new_group(len(c)) for c in candidates)
+    base_val = np.asarray(out)
+    table = np.empty(tuple(len(c) for c in candidates) + base_val.shape, dtype=base_val.dtype)
+    for a in np.ndindex(table.shape[: len(bases)]):
+        val = base_val.copy()
+        for line, c, ai in zip(lines, candidates, a):
+            val[line] = c[ai]
+        table[a] = val
+    return _V(out, None, None, (bases, table, None))
+
+
+def _option_input(v, world):
+    """The value (and rep) of ``v`` under the joint option ``world`` {base: option}."""
+    if v.alts is None:
+        return v
+    bases, table, reps = v.alts
+    a = tuple(world[b] for b in bases)
+    val = jnp.asarray(table[a], v.val.dtype)
+    return _V(val, None if reps is None else reps[int(np.ravel_multi_index(a, table.shape[: len(bases)]))])
+
+
+def _eval_options(ctx, eqn, invals):
+    """Evaluate ``eqn`` once per joint option of the tied ``argmax``/``argmin`` indices it reads.
+
+    An output that takes the same value under every option is resolved: a float's Jacobian is
+    then the option's, a selection indexed by the same base choices (``choose_joint``).  An
+    output whose value depends on the option keeps its value (and, for floats, its Jacobian)
+    per option (``alts``): e.g. ``one_hot(argmax(x))`` is resolved only by ``@ x``.  A program
+    output that still depends on the option jumps there (``JumpError``, raised at the end)."""
+    bases = tuple(dict.fromkeys(b for v in invals if v.alts is not None for b in v.alts[0]))
+    shape = tuple(ctx.choices.size[b] for b in bases)
+    if math.prod(shape) > ctx.choices.max_selections:
+        raise ValueError(
+            f"jacobian: {math.prod(shape)} joint selections of tied argmax/argmin indices, above "
+            f"max_selections={ctx.choices.max_selections}"
+        )
+    if any(v.amb is not None for v in invals):
+        raise ValueError(f"jacobian: '{eqn.primitive.name}' mixes a tied argmax/argmin index with a tied comparison")
+    per_option = []
+    for a in np.ndindex(shape):
+        world = dict(zip(bases, a))
+        outs = _eval_eqn(ctx, eqn, [_option_input(v, world) for v in invals])
+        if any(o.amb is not None or o.alts is not None for o in outs):
+            raise ValueError(f"jacobian: '{eqn.primitive.name}' with a tied argmax/argmin index produced a "
+                             "further tie; this combination is not supported")
+        per_option.append(outs)
+    actual = _bind(eqn, [v.val for v in invals])
+    results = []
+    for j, out in enumerate(actual):
+        opts = [outs[j] for outs in per_option]
+        table = np.stack([np.asarray(o.val) for o in opts]).reshape(shape + np.shape(out))
+        if not R.is_float(out):
+            same = np.all(table == table.reshape((-1,) + np.shape(out))[0])
+            results.append(_V(out) if same else _V(out, None, None, (bases, table, None)))
+            continue
+        if not np.all(R.values_agree(table.reshape(len(opts), -1).astype(np.float64), ctx.tol)):
+            results.append(_V(out, None, None, (bases, table, [o.rep for o in opts])))
+            continue
+        if all(o.rep is None for o in opts):
+            results.append(_V(out))
+            continue
+        results.append(_V(out, choose_joint(ctx.choices, bases, [o.rep for o in opts], _size(out), ctx.ncols)))
+    return results
 
 
 def _sort(ctx, eqn, invals, outs):
@@ -600,9 +699,17 @@ def value_and_jacobian(fun, argnums=0, *, tol: float = 0.0, max_selections: int 
             center[np.arange(sizes[k]), offsets[k] + np.arange(sizes[k])] = 1.0
             inputs[i] = _V(leaves[i], JRep(center))
         outs = _eval_closed(ctx, closed, inputs)
-        for o in outs:
+        for j, o in enumerate(outs):
             if not R.is_float(o.val):
                 raise TypeError(f"jacobian: outputs must be floating point, got dtype {jnp.result_type(o.val)}")
+            if o.alts is not None:
+                table = o.alts[1].reshape(-1, _size(o.val))
+                k = int(np.flatnonzero(~R.values_agree(table.astype(np.float64), ctx.tol))[0])
+                raise JumpError(
+                    f"jacobian: output {j} (flat position {k}) depends on which tied index argmax/argmin "
+                    f"returns ({table[:, k].min()!r} vs {table[:, k].max()!r}): the function jumps here "
+                    "and is not path differentiable"
+                )
         out_sizes = [_size(o.val) for o in outs]
         rep = _concat(ctx, [o.rep for o in outs], out_sizes)
         J = rep.to_matrix_set(ctx.choices, (int(sum(out_sizes)), N))

@@ -228,3 +228,26 @@ def choose(ch: Choices, base: JRep, blocks) -> JRep:
                 Ta[..., rows, :] += lifted
         _add_table(tables, root, np.sort(P), T[..., np.argsort(P), :])
     return JRep(out.center, tables)
+
+
+def choose_joint(ch: Choices, bases, options, size: int, ncols: int) -> JRep:
+    """The rep equal to ``options[a]`` when the existing base choices ``bases`` take the joint
+    option a (options listed in ``np.ndindex`` order of their sizes; ``None`` is zero).
+
+    Used where several values depend on the *same* choice (an ``argmax`` index read twice):
+    unlike :func:`choose` no new base choice is created, so the selections stay correlated."""
+    options = [JRep(np.zeros((size, ncols))) if o is None else o.canonical(ch) for o in options]
+    touched = sorted({g for o in options for g in o.tables})
+    root = ch.merge(list(bases) + touched)
+    shape = ch.shape(root)
+    axes = [ch.bases[root].index(b) for b in bases]
+    T = np.zeros(shape + (size, ncols))
+    for a, o in zip(np.ndindex(tuple(ch.size[b] for b in bases)), options):
+        index = [slice(None)] * len(shape)
+        for ax, ai in zip(axes, a):
+            index[ax] = ai
+        index = tuple(index)
+        T[index] += o.center
+        for gid, (rows, vals) in o.tables.items():
+            T[index][..., rows, :] += ch.lift(vals, gid, root)[index]
+    return JRep(np.zeros((size, ncols)), {root: (np.arange(size), T)})

@@ -228,6 +228,51 @@ def test_reduce_max_along_axis():
     np.testing.assert_array_equal(S.vertices[0], [[0, 0, 1, 0], [0, 1, 0, 0]])
 
 
+def test_argmax_gather_at_ties_is_the_set_of_max():
+    x = jnp.array([1.0, 3.0, 3.0])
+    for f in (lambda x: x[jnp.argmax(x)], lambda x: -(-x)[jnp.argmin(-x)],
+              lambda x: jax.nn.one_hot(jnp.argmax(x), 3) @ x):  # resolved only by the product
+        jf = jacobian(f)
+        S = jf(x)
+        assert_hull_equal(S, [[[0, 1, 0]], [[0, 0, 1]]])
+        assert_ad_in(S, f, x)
+        # the compiled fast path (used from the second call) falls back to the interpreter at the tie
+        assert_hull_equal(jf(x), [[[0, 1, 0]], [[0, 0, 1]]])
+        S = jf(x.at[1].set(2.5))
+        assert S.is_singleton and np.array_equal(S.vertices[0], [[0, 0, 1]])
+
+
+def test_argmax_index_is_one_choice_shared_by_its_uses():
+    x = jnp.array([2.0, 2.0])
+
+    def shared(x):  # one argmax read twice: the two reads take the same index
+        i = jnp.argmax(x)
+        return x[i] - x[i]
+
+    assert_hull_equal(jacobian(shared)(x), [[[0, 0]]])
+    # two argmax occurrences are two independent choices (DESIGN §4: per occurrence)
+    assert_hull_equal(jacobian(lambda x: x[jnp.argmax(x)] - x[jnp.argmax(x)])(x), [[[1, -1]], [[-1, 1]]])
+    # a different array read at the tied index: same values (x² at a tie), different Jacobians
+    f = lambda x: (x * x)[jnp.argmax(x)]  # noqa: E731
+    S = jacobian(f)(x)
+    assert_hull_equal(S, [[[4, 0]], [[0, 4]]])
+    assert_ad_in(S, f, x)
+
+
+def test_argmax_along_rows_and_joint_with_a_second_argument():
+    X = jnp.array([[1.0, 2.0, 2.0], [0.0, 5.0, 1.0]])
+    f = lambda X: jnp.take_along_axis(X, jnp.argmax(X, axis=1)[:, None], axis=1).ravel()  # noqa: E731
+    S = jacobian(f)(X)
+    e = np.eye(6)
+    assert_hull_equal(S, [[e[1], e[4]], [e[2], e[4]]])
+    assert_ad_in(S, f, X)
+    # away from ties: a singleton equal to jacfwd
+    X2 = X.at[0, 2].set(1.5)
+    S2 = jacobian(f)(X2)
+    assert S2.is_singleton
+    np.testing.assert_array_equal(S2.vertices[0], jax.jacfwd(f)(X2).reshape(2, 6))
+
+
 def test_sort_with_ties_gives_permutation_matrices():
     x = jnp.array([1.0, 0.0, 1.0, 1.0])
     S = jacobian(jnp.sort)(x)
