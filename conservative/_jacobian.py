@@ -34,7 +34,9 @@ Semantics (DESIGN.md §4):
   (per tied line), shared by every use of that index; computations reading it are evaluated for
   each option, a float result must not depend on the option (``y[argmax(x)]`` with y differing
   at the tied positions jumps: ``JumpError``) and its Jacobian is the option's selection, so
-  ``x[argmax(x)]`` has the set of ``max(x)``.  Such an index may not drive control flow.
+  ``x[argmax(x)]`` has the set of ``max(x)``; control flow reading it runs once per option.
+  A tied comparison reaching a primitive without a dedicated rule (e.g. ``jnp.piecewise``'s
+  cumsum of conditions) is handled the same way, each tied position being a True/False choice.
   ``argsort`` indices are not tracked (``x[argsort(x)]`` at a tie gives the
   stable order's single selection; ``jnp.sort(x)`` gives every ordering).  ``lax.sort`` with
   several operands or keys permutes all operands with one choice per tie block.  A tied comparison converted to a number is a 0/1 indicator: ``x * (x > 0)`` at 0 is
@@ -181,11 +183,6 @@ def _eval_eqn(ctx, eqn, invals):
         inner = p.get("call_jaxpr", p.get("fun_jaxpr"))
         return _eval_closed(ctx, inner, invals)
     if any(v.alts is not None for v in invals):
-        if name in ("cond", "scan", "while"):
-            raise ValueError(
-                f"jacobian: an index from argmax/argmin at a tie reaches '{name}'; control flow "
-                "driven by a tied index is not supported"
-            )
         return _eval_options(ctx, eqn, invals)
     if name == "cond":
         return _cond(ctx, eqn, invals)
@@ -198,7 +195,7 @@ def _eval_eqn(ctx, eqn, invals):
     if name in R.COMPARISONS:
         out = _bind(eqn, vals)[0]
         if any(v.amb is not None for v in invals):
-            raise ValueError(f"jacobian: comparison '{name}' of a tied (ambiguous) boolean/integer is not supported")
+            return _eval_options(ctx, eqn, [_as_options(ctx, v) for v in invals])
         same = eqn.invars[0] is eqn.invars[1]  # e.g. the NaN test x != x: never tied
         # values that do not depend on the differentiated inputs are locally constant: no tie
         depends = any(v.rep is not None for v in invals)
@@ -226,12 +223,9 @@ def _eval_eqn(ctx, eqn, invals):
     if name in ("max", "min", "abs", "clamp", "reduce_max", "reduce_min", "argmax", "argmin", "sort"):
         return _nonsmooth(ctx, eqn, invals)
 
-    for i, v in enumerate(invals):
-        if v.amb is not None:
-            raise ValueError(
-                f"jacobian: primitive '{name}' received a tied comparison result (operand {i}); "
-                "there is no rule to resolve it"
-            )
+    if any(v.amb is not None for v in invals):
+        # no dedicated rule: each tied position of the comparison becomes a two-option choice
+        return _eval_options(ctx, eqn, [_as_options(ctx, v) for v in invals])
     outs = _bind(eqn, vals)
     if name in R.LOCALLY_CONSTANT or not any(R.is_float(o) for o in outs) or all(v.rep is None for v in invals):
         return [_V(o) for o in outs]
@@ -315,10 +309,9 @@ def _indicator_mul(ctx, invals, out):
 
 def _nonsmooth(ctx, eqn, invals):
     name, p = eqn.primitive.name, eqn.params
+    if any(v.amb is not None for v in invals):
+        return _eval_options(ctx, eqn, [_as_options(ctx, v) for v in invals])
     vals = [v.val for v in invals]
-    for i, v in enumerate(invals):
-        if v.amb is not None:
-            raise ValueError(f"jacobian: primitive '{name}' received a tied comparison result (operand {i})")
     outs = _bind(eqn, vals)
     tol = ctx.tol
     if name in ("argmax", "argmin") and not R.is_float(vals[0]):
@@ -399,6 +392,28 @@ def _arg_extremum(ctx, name, p, v, out):
             val[line] = c[ai]
         table[a] = val
     return _V(out, None, None, (bases, table, None))
+
+
+def _as_options(ctx, v):
+    """A tied comparison result (or a 0/1 indicator made from one) as a value with options:
+    every tied position is a base choice between False/0 and True/1 (``_V.alts``), so that any
+    primitive can consume it option by option (e.g. ``jnp.piecewise``'s cumsum of conditions)."""
+    if v.amb is None:
+        return v
+    positions = np.flatnonzero(np.asarray(v.amb).ravel())
+    if 2 ** len(positions) > ctx.choices.max_selections:
+        raise ValueError(
+            f"jacobian: {len(positions)} tied comparisons used together need {2 ** len(positions)} joint "
+            f"selections, above max_selections={ctx.choices.max_selections}"
+        )
+    bases = tuple(ctx.choices.new_group(2) for _ in positions)
+    val = np.asarray(v.val)
+    table = np.empty((2,) * len(positions) + val.shape, dtype=val.dtype)
+    for a in np.ndindex((2,) * len(positions)):
+        t = val.copy().ravel()
+        t[positions] = np.asarray(a, dtype=val.dtype)
+        table[a] = t.reshape(val.shape)
+    return _V(v.val, None, None, (bases, table, None))
 
 
 def _option_input(v, world):
@@ -706,9 +721,10 @@ def value_and_jacobian(fun, argnums=0, *, tol: float = 0.0, max_selections: int 
                 table = o.alts[1].reshape(-1, _size(o.val))
                 k = int(np.flatnonzero(~R.values_agree(table.astype(np.float64), ctx.tol))[0])
                 raise JumpError(
-                    f"jacobian: output {j} (flat position {k}) depends on which tied index argmax/argmin "
-                    f"returns ({table[:, k].min()!r} vs {table[:, k].max()!r}): the function jumps here "
-                    "and is not path differentiable"
+                    f"jacobian: output {j} (flat position {k}) depends on a tie (which index a tied "
+                    f"argmax/argmin returns, or how a tied comparison is decided): it takes the values "
+                    f"{table[:, k].min()!r} and {table[:, k].max()!r}, so the function jumps here and is "
+                    "not path differentiable"
                 )
         out_sizes = [_size(o.val) for o in outs]
         rep = _concat(ctx, [o.rep for o in outs], out_sizes)

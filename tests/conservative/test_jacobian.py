@@ -273,6 +273,26 @@ def test_argmax_along_rows_and_joint_with_a_second_argument():
     np.testing.assert_array_equal(S2.vertices[0], jax.jacfwd(f)(X2).reshape(2, 6))
 
 
+def test_piecewise_at_the_breakpoint():
+    # jnp.piecewise builds its branch index from a cumsum of the conditions: each tied condition
+    # becomes a True/False choice, and every branch index they can produce is evaluated
+    g = lambda x: jnp.piecewise(x, [x < 0], [lambda x: 0.5 * x, lambda x: 2 * x])  # noqa: E731
+    x = jnp.array([0.0, -1.0, 3.0])
+    S = jacobian(g)(x)
+    assert_hull_equal(S, [np.diag([0.5, 0.5, 2.0]), np.diag([2.0, 0.5, 2.0])])
+    assert_ad_in(S, g, x)
+    # two conditions are two independent choices (DESIGN §4): "neither holds" selects the default 0
+    g2 = lambda x: jnp.piecewise(x, [x < 0, x >= 0], [lambda x: 0.5 * x, lambda x: 2 * x])  # noqa: E731
+    assert interval(jacobian(g2)(0.0)) == (0.0, 2.0)
+
+
+def test_control_flow_on_a_tied_index_runs_every_option():
+    f = lambda x: lax.cond(jnp.argmax(x) == 0, lambda: x[0], lambda: x[1])  # noqa: E731
+    S = jacobian(f)(jnp.array([1.0, 1.0]))
+    assert_hull_equal(S, [[[1, 0]], [[0, 1]]])
+    assert_ad_in(S, f, jnp.array([1.0, 1.0]))
+
+
 def test_sort_with_ties_gives_permutation_matrices():
     x = jnp.array([1.0, 0.0, 1.0, 1.0])
     S = jacobian(jnp.sort)(x)
