@@ -201,6 +201,8 @@ def trace_ties(jaxpr, consts, args, ambs, tol, deps=None):
                 out_amb = eqn.primitive.bind(*masks, **p)
             elif name in _TIE_PRIMS and any_dep:
                 flag = flag | _tied(name, p, vals, tol)
+                if any(m is not None for m in in_amb):  # e.g. argmax(x > 0) with x tied at 0
+                    flag = flag | jnp.any(jnp.stack([_any(m) for m in in_amb if m is not None]))
             elif any(m is not None for m in in_amb):
                 flag = flag | jnp.any(jnp.stack([_any(m) for m in in_amb]))
         for var, o, d in zip(eqn.outvars, outs, out_dep):

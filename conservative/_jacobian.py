@@ -183,7 +183,7 @@ def _eval_eqn(ctx, eqn, invals):
         inner = p.get("call_jaxpr", p.get("fun_jaxpr"))
         return _eval_closed(ctx, inner, invals)
     if any(v.alts is not None for v in invals):
-        return _eval_options(ctx, eqn, invals)
+        return _eval_options(ctx, eqn, [_as_options(ctx, v) for v in invals])
     if name == "cond":
         return _cond(ctx, eqn, invals)
     if name == "scan":
@@ -427,7 +427,8 @@ def _option_input(v, world):
 
 
 def _eval_options(ctx, eqn, invals):
-    """Evaluate ``eqn`` once per joint option of the tied ``argmax``/``argmin`` indices it reads.
+    """Evaluate ``eqn`` once per joint option of the ties it reads (``argmax``/``argmin`` indices,
+    tied comparisons: ``_V.alts``).
 
     An output that takes the same value under every option is resolved: a float's Jacobian is
     then the option's, a selection indexed by the same base choices (``choose_joint``).  An
@@ -441,8 +442,6 @@ def _eval_options(ctx, eqn, invals):
             f"jacobian: {math.prod(shape)} joint selections of tied argmax/argmin indices, above "
             f"max_selections={ctx.choices.max_selections}"
         )
-    if any(v.amb is not None for v in invals):
-        raise ValueError(f"jacobian: '{eqn.primitive.name}' mixes a tied argmax/argmin index with a tied comparison")
     per_option = []
     for a in np.ndindex(shape):
         world = dict(zip(bases, a))

@@ -741,3 +741,33 @@ def test_unknown_primitive_error_is_a_type_error_too():
     with pytest.raises(TypeError, match="register_smooth"):
         jacobian(lambda x: lax.cummax(x))(jnp.array([1.0, 2.0]))
     assert issubclass(NoRuleError, NotImplementedError)
+
+
+# ----------------------------------------------------------------------------- fast path = interpreter
+TIED_PROGRAMS = [
+    (lambda x: x[jnp.argmax(x)], [1.0, 3.0, 3.0]),
+    (lambda x: jax.nn.one_hot(jnp.argmax(x), 3) @ x, [1.0, 3.0, 3.0]),
+    (lambda x: x[jnp.argmax(x > 0)], [0.0, 1.0, 2.0]),  # first positive entry: jumps at x₀ = 0
+    (lambda x: jnp.piecewise(x, [x < 0], [lambda x: 0.5 * x, lambda x: 2 * x]), [0.0, -1.0, 3.0]),
+    (lambda x: jnp.sum(jnp.cumsum(x > 0) * x), [0.0, 1.0, 2.0]),  # jumps
+    (lambda x: jnp.sort(x) * jnp.arange(1.0, 4.0), [1.0, 1.0, 0.0]),
+    (lambda x: jnp.where(x > 0, x, 0.0) + jnp.abs(x), [0.0, 1.0, -2.0]),
+    (lambda x: x * (x > 0), [0.0, 1.0, -2.0]),
+    (lambda x: jnp.max(x) - jnp.min(x), [2.0, 2.0, 1.0]),
+]
+
+
+@pytest.mark.parametrize("f, x", TIED_PROGRAMS)
+def test_fast_path_and_interpreter_agree_at_ties(f, x):
+    x = jnp.asarray(x)
+    results = []
+    for fast in (True, False):
+        jf = jacobian(f, fast=fast)
+        try:
+            jf(x)
+            results.append(("set", sorted_vertices(jf(x))))  # second call: the compiled path when fast
+        except JumpError as e:
+            results.append(("jump", type(e)))
+    assert results[0][0] == results[1][0]
+    if results[0][0] == "set":
+        np.testing.assert_allclose(results[0][1], results[1][1], atol=1e-12)
