@@ -125,8 +125,8 @@ def reference_jacobian(F: Callable, x0, theta, *, tol: float = 1e-14, maxiter: i
     return unravel_x(x), fwd(R)
 
 
-@functools.partial(jax.jit, static_argnames=("Ff", "Gf", "K", "truncate", "ord"))
-def _sweep(Ff, Gf, x0, t, J_ref, K: int, truncate: int | None, trunc_at, ord):
+@functools.partial(jax.jit, static_argnames=("Ff", "Gf", "K", "modes", "truncate", "ord"))
+def _sweep(Ff, Gf, x0, t, J_ref, K: int, modes: tuple, truncate: int | None, trunc_at, ord):
     """One compiled pass over k = 1..K of the estimators' Jacobians (one-step paper, §2.1).
 
     With [A_k, B_k] = [∂ₓF, ∂_θF](x_{k-1}, θ) materialized once per step (reverse mode when θ is
@@ -137,7 +137,8 @@ def _sweep(Ff, Gf, x0, t, J_ref, K: int, truncate: int | None, trunc_at, ord):
         implicit   (I - A_{k+1})⁻¹ B_{k+1}, i.e. at x_k         (eq. (3)), or -∂₁G⁻¹∂₂G at x_k
         truncated  the recursion restarted from J = 0 at x_{k-K}
 
-    and only their distances to ``J_ref`` (matrix norm ``ord``) leave the loop.
+    and only their distances to ``J_ref`` (matrix norm ``ord``) leave the loop; estimators not in
+    ``modes`` are not computed (their errors come back as nan).
     """
     n = x0.size
     jac = _jacobian_mode(x0, t)
@@ -147,17 +148,21 @@ def _sweep(Ff, Gf, x0, t, J_ref, K: int, truncate: int | None, trunc_at, ord):
     def implicit(x, A, B):
         return jnp.linalg.solve(*_implicit_system(jac, Ff, Gf, x, t, (A, B)))
 
+    nan = jnp.full((), jnp.nan, x0.dtype)
+
     def body(carry, _):
         x, J = carry
         A, B = joint(x, t)
-        J = A @ J + B
+        J = A @ J + B if "autodiff" in modes else J
         x_next = Ff(x, t)
-        return (x_next, J), (x_next, err(J), err(B), err(implicit(x, A, B)))
+        return (x_next, J), (x_next, err(J) if "autodiff" in modes else nan,
+                             err(B) if "one_step" in modes else nan,
+                             err(implicit(x, A, B)) if "implicit" in modes else nan)
 
     J0 = jnp.zeros((n, t.size), x0.dtype)
     (xK, _), (xs, e_ad, e_os, e_id_prev) = lax.scan(body, (x0, J0), None, length=K)
-    A, B = joint(xK, t)
-    e_id = jnp.concatenate([e_id_prev[1:], err(implicit(xK, A, B))[None]])
+    last = err(implicit(xK, *joint(xK, t))) if "implicit" in modes else nan
+    e_id = jnp.concatenate([e_id_prev[1:], last[None]])
     xs_all = jnp.concatenate([x0[None], xs])
 
     def truncated(k):  # J^TR at x_k: K steps of the recursion from J = 0 at x_{k-K} (fewer if k < K)
@@ -222,7 +227,7 @@ def estimator_errors(F: Callable, x0, theta, steps: Sequence[int], *,
 
     trunc = int(truncate) if "truncated" in modes else None
     xs, e_ad, e_os, e_id, e_tr = _sweep(
-        Ff, Gf, fx0, ft, jnp.asarray(jac_ref), max(steps), trunc, jnp.asarray(steps), ord)
+        Ff, Gf, fx0, ft, jnp.asarray(jac_ref), max(steps), tuple(sorted(set(modes))), trunc, jnp.asarray(steps), ord)
     xs = np.asarray(xs)
     finite = np.all(np.isfinite(xs), axis=1)
     if not finite.all():
