@@ -299,7 +299,7 @@ def condition_estimate(M, solve, solve_t, iters: int = 12, *, screen: int | None
     n = M.shape[0]
     v0 = jnp.sin(2.399963229728653 * jnp.arange(1, n + 1, dtype=M.dtype) + 0.5)  # generic, fixed start
     v0 = v0 / jnp.linalg.norm(v0)
-    screen = iters if screen is None else min(screen, iters)
+    screen = iters if screen is None else max(1, min(screen, iters))
     threshold = jnp.inf if threshold is None else threshold
 
     def step(v, op):
