@@ -129,6 +129,22 @@ def _validate_args(steps, mode, truncate, x0, theta):
     _check_pytree(x0, "x0")
 
 
+def _check_map_signature(F, x0, theta):
+    """F(x0, θ) must return a pytree with the structure, shapes and dtypes of x0 (abstractly)."""
+    out = jax.eval_shape(F, x0, theta)
+    want = jax.tree_util.tree_structure(x0)
+    got = jax.tree_util.tree_structure(out)
+    if got != want:
+        raise TypeError(f"F(x, theta) must return a pytree with the structure of x0: x0 is {want}, F returned {got}")
+    for path, a, b in zip((jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(x0)[0]),
+                          jax.tree_util.tree_leaves(x0), jax.tree_util.tree_leaves(out)):
+        if jnp.shape(a) != b.shape or jnp.result_type(a) != b.dtype:
+            raise TypeError(
+                f"F(x, theta) must return leaves with the shapes and dtypes of x0: x0{path} is "
+                f"{jnp.result_type(a)}{list(jnp.shape(a))}, F returned {b.dtype}{list(b.shape)}"
+            )
+
+
 def iterate(F: Callable, x0, theta, steps: int, *, mode: str = "autodiff", truncate: int | None = None,
             optimality_fun: Callable | None = None, solve: str = "lu", tol: float = 1e-10,
             maxiter: int | None = None, check_finite: bool = True, checks: bool = True):
@@ -156,6 +172,7 @@ def iterate(F: Callable, x0, theta, steps: int, *, mode: str = "autodiff", trunc
     if optimality_fun is not None and mode != "implicit":
         raise ValueError(f"`optimality_fun` is only used with mode='implicit' (got mode={mode!r})")
     _validate(solve, tol, maxiter)
+    _check_map_signature(F, x0, theta)
     steps = operator.index(steps)
     run = lambda x, th, n, offset: _run(F, x, th, n, check=check_finite,  # noqa: E731
                                         steps_total=steps, offset=offset)

@@ -188,6 +188,11 @@ def test_bad_arguments():
         iterate(F, X0, THETA, 5, mode="implicit", solve="qr")
     with pytest.warns(UserWarning, match="float32"):
         iterate(F, X0, THETA.astype(jnp.float32), 3)
+    # F must map x to a pytree like x (structure, shapes, dtypes): said before any loop is traced
+    with pytest.raises(TypeError, match="structure of x0"):
+        iterate(lambda x, th: [x[0] * th], (X0,), THETA, 3)
+    with pytest.raises(TypeError, match=r"x0 is float64\[6\], F returned float64\[3\]"):
+        iterate(lambda x, th: x[:3], X0, THETA, 3)
 
 
 def test_divergence_reports_the_step():
