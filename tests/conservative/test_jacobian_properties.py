@@ -1,7 +1,7 @@
 """Property tests for ``conservative.jacobian`` on random piecewise-smooth programs.
 
 A random program is a short chain of vector ops on R^n (relu, abs, max/min of two linear maps,
-clip, where, sort, x + max(x), matmul, sin, tanh, x + sum(x)).  Evaluated at points on the grid
+clip, where, sort, x + max(x), x + (Wx)[argmax(Wx)], matmul, sin, tanh, x + sum(x)).  Evaluated at points on the grid
 {-1, 0, 1}^n (ties are frequent) or at random reals.
 
 Independent brute force: the selections are enumerated in numpy.  Every tied position of every
@@ -62,6 +62,7 @@ def op_strategy(n):
         st.tuples(st.just("where"), st.sampled_from([0.0, 0.5, -1.0, 2.0])),
         st.just(("sort",)),
         st.just(("maxsum",)),
+        st.tuples(st.just("argmaxsum"), int_matrix(n)),
         st.tuples(st.just("matmul"), int_matrix(n)),
         st.just(("sin",)),
         st.just(("tanh",)),
@@ -100,6 +101,9 @@ def apply_op(op, x):
         return jnp.sort(x)
     if kind == "maxsum":
         return x + jnp.max(x)
+    if kind == "argmaxsum":  # x + max(Wx), written with an argmax-based gather
+        z = op[1] @ x
+        return x + z[jnp.argmax(z)]
     if kind == "matmul":
         return op[1] @ x
     if kind == "sin":
@@ -196,6 +200,10 @@ def local_jacobians(op, x, y):
             M[:, i] += 1.0
             mats.append(M)
         return mats, int(len(tied) > 1)
+    if kind == "argmaxsum":  # one choice among the tied rows of W: I + 1 W[i]
+        z = op[1] @ x
+        tied = [i for i in range(n) if z[i] == np.max(z)]
+        return [np.eye(n) + np.outer(np.ones(n), op[1][i]) for i in tied], int(len(tied) > 1)
     if kind == "matmul":
         return [op[1]], 0
     if kind == "sin":
