@@ -114,7 +114,9 @@ def _check_finite_rep(name, rep):
     if bad:
         raise ValueError(
             f"jacobian: the derivative of primitive '{name}' is not finite at this point "
-            "(e.g. sqrt or log at 0); the function is not locally Lipschitz there"
+            "(e.g. sqrt or log at 0): the program is not locally Lipschitz there. If the function is "
+            "(the Euclidean norm sqrt(Σx²) at 0), its conservative Jacobian is not a polytope (a ball) "
+            "and cannot be represented: move the point, or write the kink with abs/max"
         )
 
 
