@@ -37,9 +37,10 @@ Semantics (DESIGN.md §4):
   ``x[argmax(x)]`` has the set of ``max(x)``; control flow reading it runs once per option.
   A tied comparison reaching a primitive without a dedicated rule (e.g. ``jnp.piecewise``'s
   cumsum of conditions) is handled the same way, each tied position being a True/False choice.
-  ``argsort`` indices are not tracked (``x[argsort(x)]`` at a tie gives the
-  stable order's single selection; ``jnp.sort(x)`` gives every ordering).  ``lax.sort`` with
-  several operands or keys permutes all operands with one choice per tie block.  A tied comparison converted to a number is a 0/1 indicator: ``x * (x > 0)`` at 0 is
+  ``lax.sort`` (``jnp.sort``, ``argsort``, ``sort_key_val``) with tied keys has one choice per
+  tie block among its orderings, applied jointly to all operands; integer operands (argsort's
+  indices) carry their value under every ordering, so ``x[argsort(x)]`` has the set of
+  ``jnp.sort(x)``.  A tied comparison converted to a number is a 0/1 indicator: ``x * (x > 0)`` at 0 is
   resolved like ``where(x > 0, x, 0)`` (a product whose other factor is nonzero there jumps:
   ``JumpError``); any other use of such an indicator raises an error.
 * Values, and therefore ties, are those XLA computes: on CPU it flushes subnormal numbers to
@@ -478,7 +479,8 @@ def _sort(ctx, eqn, invals, outs):
     Where the keys depend on the inputs and are tied (all keys equal within ``tol``), every
     ordering of the tie block is a selection, applied jointly to all operands (one choice per
     block).  A non-key float operand whose values differ inside a tie block makes the output
-    jump there (``JumpError``).  Integer operands (argsort's indices) follow the stable order.
+    jump there (``JumpError``).  Integer operands (argsort's indices) take every ordering too,
+    with the same choices (``_permuted_options``).
     """
     p = eqn.params
     dim, nk = p["dimension"], p["num_keys"]
@@ -531,11 +533,39 @@ def _sort(ctx, eqn, invals, outs):
         options = [_concat(ctx, [invals[i].rep.take_rows(S[list(pi)]) for i in ops], [len(S)] * len(ops))
                    for pi in itertools.permutations(range(len(S)))]
         joint_blocks.append((rows, options))
+    gids = [ctx.choices.new_group(len(options)) for _, options in joint_blocks]
     base = _concat(ctx, [bases[i].restrict(mask) for i in ops], [size] * len(ops))
-    joint = choose(ctx.choices, base, joint_blocks)
+    joint = choose(ctx.choices, base, joint_blocks, gids)
     for i, rep in zip(ops, _split(joint, [size] * len(ops))):
         res[i] = _V(outs[i], rep)
+    for i, v in enumerate(invals):  # integer operands (argsort's indices): one value per ordering
+        if not R.is_float(v.val):
+            res[i] = _permuted_options(ctx, np.asarray(v.val).ravel(), outs[i], blocks, gids)
     return res
+
+
+def _permuted_options(ctx, flat_in, out, blocks, gids):
+    """An integer operand of a sort with tie blocks: its output under every joint ordering of the
+    blocks (``_V.alts``, sharing the blocks' base choices with the sorted floats), so that
+    ``x[argsort(x)]`` gets every ordering, like ``jnp.sort(x)``."""
+    live = [(P, S, g) for (P, S), g in zip(blocks, gids) if np.any(flat_in[S] != flat_in[S][0])]
+    if not live:
+        return _V(out)
+    count = math.prod(math.factorial(len(S)) for _, S, _ in live)
+    if count > ctx.choices.max_selections:
+        raise ValueError(
+            f"jacobian: sort permutes an integer operand (argsort indices) over {len(live)} tie blocks: "
+            f"{count} joint orderings, above max_selections={ctx.choices.max_selections}"
+        )
+    perms = [list(itertools.permutations(range(len(S)))) for _, S, _ in live]
+    stable = np.asarray(out).ravel()
+    table = np.empty(tuple(len(p) for p in perms) + (stable.size,), dtype=stable.dtype)
+    for a in np.ndindex(table.shape[:-1]):
+        val = stable.copy()
+        for (P, S, _), ps, ai in zip(live, perms, a):
+            val[P] = flat_in[S[list(ps[ai])]]
+        table[a] = val
+    return _V(out, None, None, (tuple(g for _, _, g in live), table.reshape(table.shape[:-1] + np.shape(out)), None))
 
 
 # ------------------------------------------------------------------ control flow

@@ -193,22 +193,24 @@ def add_reps(ch: Choices, reps) -> JRep | None:
     return JRep(center, tables)
 
 
-def choose(ch: Choices, base: JRep, blocks) -> JRep:
+def choose(ch: Choices, base: JRep, blocks, gids=None) -> JRep:
     """Add the selections of nonsmooth primitives to ``base``.
 
     ``blocks`` is a list of (positions P, options) where options is a list of K ≥ 2 reps, each of
     size len(P): the rows of the result at P are those of option a for the selection a of a new
     base choice.  ``base`` must be zero on every P.  A block whose options do not depend on
     earlier selections becomes an independent group (the zonotope case, no merging); otherwise
-    it is merged with the groups it touches.
+    it is merged with the groups it touches.  ``gids`` (optional, one per block) are fresh base
+    choices created by the caller (``Choices.new_group(K)``) to be used instead of new ones, when
+    other values must depend on the same choices (``sort``'s integer operands).
     """
     out = base.canonical(ch)
     tables = dict(out.tables)
-    for P, options in blocks:
+    for idx, (P, options) in enumerate(blocks):
         P = np.asarray(P, dtype=np.int64)
         K = len(options)
         options = [o.canonical(ch) for o in options]
-        b = ch.new_group(K)
+        b = ch.new_group(K) if gids is None else gids[idx]
         touched = sorted({g for o in options for g in o.tables})
         root = ch.merge([b] + touched) if touched else b
         if touched:

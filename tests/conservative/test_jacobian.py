@@ -315,6 +315,21 @@ def test_sort_with_ties_gives_permutation_matrices():
     assert_ad_in(S, jnp.sort, x)
 
 
+def test_argsort_gather_at_ties_has_every_ordering():
+    x = jnp.array([1.0, 0.0, 1.0])
+    f = lambda x: x[jnp.argsort(x)]  # noqa: E731
+    S = jacobian(f)(x)
+    np.testing.assert_array_equal(sorted_vertices(S), sorted_vertices(jacobian(jnp.sort)(x)))
+    assert len(S.vertices) == 2
+    assert_ad_in(S, f, x)
+    # the indices and the sorted values of one sort share the choice: sort_key_val's two outputs agree
+    g = lambda x: (lambda k, i: k - x[i])(*lax.sort_key_val(x, jnp.arange(3)))  # noqa: E731
+    assert_hull_equal(jacobian(g)(x), [np.zeros((3, 3))])
+    # reading another array's sorted positions at a tie: values differ between orderings -> jump
+    with pytest.raises(JumpError, match="depends on a tie"):
+        jacobian(lambda x: jnp.sort(x)[jnp.argsort(x)])(x)
+
+
 def test_sort_without_ties_is_single_permutation():
     x = jnp.array([2.0, -1.0, 0.5])
     S = jacobian(jnp.sort)(x)
@@ -754,6 +769,7 @@ TIED_PROGRAMS = [
     (lambda x: jnp.where(x > 0, x, 0.0) + jnp.abs(x), [0.0, 1.0, -2.0]),
     (lambda x: x * (x > 0), [0.0, 1.0, -2.0]),
     (lambda x: jnp.max(x) - jnp.min(x), [2.0, 2.0, 1.0]),
+    (lambda x: x[jnp.argsort(x)] * jnp.arange(1.0, 4.0), [1.0, 0.0, 1.0]),
 ]
 
 
