@@ -577,6 +577,9 @@ def _cond(ctx, eqn, invals):
         return _eval_closed(ctx, branches[i], ops)
     candidates = sorted({0, 1} & set(range(len(branches))))
     results = [_eval_closed(ctx, branches[b], ops) for b in candidates]
+    if any(o.amb is not None or o.alts is not None for r in results for o in r):
+        raise ValueError("jacobian: lax.cond with a tied predicate whose branches return values that "
+                         "themselves depend on a tie is not supported")
     for k in range(len(results[0])):
         vs = np.stack([np.asarray(r[k].val, np.float64).ravel() for r in results])
         if not np.all(R.values_agree(vs, ctx.tol)):
@@ -622,8 +625,9 @@ def _scan(ctx, eqn, invals):
     for k in range(n_y):
         per = [ys[t][k] for t in range(L)]
         val = jnp.stack([y.val for y in per]) if L else jnp.zeros(eqn.outvars[ncar + k].aval.shape, eqn.outvars[ncar + k].aval.dtype)
-        if any(y.amb is not None for y in per):
-            raise ValueError("jacobian: scan outputs that carry tied comparison results are not supported")
+        if any(y.amb is not None or y.alts is not None for y in per):
+            raise ValueError("jacobian: scan outputs that depend on a tie (a tied comparison, argmax or "
+                             "argsort index) are not supported")
         rep = None
         if any(y.rep is not None for y in per):
             rep = _concat(ctx, [y.rep for y in per], [_size(y.val) for y in per])
