@@ -7,7 +7,8 @@ compiles (``jax.jit``), for fixed argument shapes, one function returning
 * the value of the program,
 * a flag "some nonsmooth primitive is tied within ``tol``" (the same test the interpreter of
   ``_jacobian`` applies: ``max``/``min``/``abs``/``clamp``/``reduce_max``/``reduce_min``/
-  ``sort``/``argmax`` ties, tied comparisons reaching ``select_n``/``cond``/conversions), and
+  ``sort``/``argmax`` ties, ``sign``/``floor``/``ceil``/``round`` at their jumps, tied comparisons
+  reaching ``select_n``/``cond``/conversions), and
 * the forward-mode Jacobian of the program with ``custom_jvp``/``custom_vjp`` functions inlined
   to their primal implementation (the interpreter's semantics).
 
@@ -24,7 +25,7 @@ from jax import lax
 
 from . import _rules as R
 
-_TIE_PRIMS = {"max", "min", "abs", "clamp", "reduce_max", "reduce_min", "argmax", "argmin", "sort"}
+_TIE_PRIMS = {"max", "min", "abs", "clamp", "reduce_max", "reduce_min", "argmax", "argmin", "sort"} | R.JUMPS
 
 
 def _tied(name, params, vals, tol):
@@ -32,8 +33,14 @@ def _tied(name, params, vals, tol):
     f = lambda v: jnp.asarray(v, jnp.float64)  # noqa: E731
     if name in ("max", "min"):
         return jnp.any(jnp.abs(f(vals[0]) - f(vals[1])) <= tol)
-    if name == "abs":
+    if name in ("abs", "sign"):
         return jnp.any(jnp.abs(f(vals[0])) <= tol)
+    if name in ("floor", "ceil"):
+        x = f(vals[0])
+        return jnp.any(jnp.abs(x - jnp.round(x)) <= tol)
+    if name == "round":
+        x = f(vals[0])
+        return jnp.any(jnp.abs(x - jnp.floor(x) - 0.5) <= tol)
     if name == "clamp":
         lo, x, hi = (f(v) for v in vals)
         return jnp.any((jnp.abs(x - lo) <= tol) | (jnp.abs(x - hi) <= tol))

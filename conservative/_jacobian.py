@@ -28,8 +28,9 @@ Semantics (DESIGN.md §4):
   and ``while_loop`` are interpreted at the point (loops are unrolled for the trip count they
   have there).
 * ``sign``, ``floor``, ``ceil``, ``round`` are locally constant (derivative 0).  At their jump
-  points a program that uses them *multiplicatively* (``x * sign(x)``) is not resolved: write
-  such kinks with ``abs``/``where`` so the selection is visible.  ``argmax``/``argmin`` at a tie
+  points (sign at 0, floor/ceil at integers, round at half-integers) the value is ambiguous
+  between the two constant pieces that meet there: a factor vanishing there resolves it
+  (``x * sign(x)`` at 0 is |x|, with set [-1, 1]), any other use jumps (``JumpError``).  ``argmax``/``argmin`` at a tie
   return an index that is not locally constant: each tied index is an option of one choice
   (per tied line), shared by every use of that index; computations reading it are evaluated for
   each option, a float result must not depend on the option (``y[argmax(x)]`` with y differing
@@ -83,18 +84,21 @@ class NoRuleError(NotImplementedError, TypeError):
 class _V:
     """One value of the interpreted program: its value ``val``, the representation ``rep`` of
     its Jacobian (floats), ``amb`` (booleans/0-1 indicators: where a tied comparison makes the
-    value ambiguous) and ``alts`` (values that depend on a tie of ``argmax``/``argmin``:
+    value ambiguous; ``opts`` the two values there when they are not 0/1, e.g. sign at 0:
+    -1 and 1) and ``alts`` (values that depend on a tie of ``argmax``/``argmin``:
     ``(bases, table, reps)`` with ``table[a₁, ..., a_m]`` the value under the options aᵢ of the
     base choices ``bases`` and, for floats, ``reps`` the Jacobian reps per joint option in
     ``np.ndindex`` order; ``None`` for integers)."""
 
-    __slots__ = ("val", "rep", "amb", "alts")
+    __slots__ = ("val", "rep", "amb", "alts", "opts")
 
-    def __init__(self, val, rep=None, amb=None, alts=None):
+    def __init__(self, val, rep=None, amb=None, alts=None, opts=None):
         self.val = val
         self.rep = rep
         self.amb = amb if (amb is not None and np.any(amb)) else None
         self.alts = alts
+        # the two values of an ambiguous position (arrays like val): None means False/0 and True/1
+        self.opts = opts if self.amb is not None else None
 
 
 class _Ctx:
@@ -209,7 +213,7 @@ def _eval_eqn(ctx, eqn, invals):
         out = _bind(eqn, vals)[0]
         ambs = [np.zeros(np.shape(out), bool) if v.amb is None else np.broadcast_to(v.amb, np.shape(out)) for v in invals]
         return [_V(out, None, R.logical(name, vals, ambs))]
-    if name == "convert_element_type" and invals[0].amb is not None:
+    if name == "convert_element_type" and invals[0].amb is not None and invals[0].opts is None:
         # a tied comparison used as a number: a 0/1 indicator whose value is ambiguous where tied
         # (only a product with a factor that vanishes there can resolve it, see _indicator_mul)
         return [_V(_bind(eqn, vals)[0], None, invals[0].amb)]
@@ -229,6 +233,8 @@ def _eval_eqn(ctx, eqn, invals):
     if any(v.amb is not None for v in invals):
         # no dedicated rule: each tied position of the comparison becomes a two-option choice
         return _eval_options(ctx, eqn, [_as_options(ctx, v) for v in invals])
+    if name in R.JUMPS and invals[0].rep is not None and R.is_float(vals[0]):
+        return [_jump(ctx, name, invals[0], _bind(eqn, vals)[0])]
     outs = _bind(eqn, vals)
     if name in R.LOCALLY_CONSTANT or not any(R.is_float(o) for o in outs) or all(v.rep is None for v in invals):
         return [_V(o) for o in outs]
@@ -284,30 +290,70 @@ def _select_n(ctx, invals, out):
 
 
 def _indicator_mul(ctx, invals, out):
-    """a · 1[cond] with cond tied at some positions (e.g. ``x * (x > 0)``).
+    """a · m with m ambiguous at some positions: a tied comparison used as a 0/1 indicator
+    (``x * (x > 0)``), or a jump such as ``sign`` at 0 (``x * sign(x)``, values -1 and 1).
 
-    Where cond is tied the product takes the values a·0 and a·1: they must agree (a = 0 there),
-    otherwise the program jumps (``JumpError``).  The Jacobian row is 0 or J_a: a selection,
-    exactly as for ``where(cond, a, 0)``.
+    Where m is ambiguous the product takes the values a·m₀ and a·m₁: they must agree (a = 0
+    there), otherwise the program jumps (``JumpError``).  The Jacobian row is m₀J_a or m₁J_a
+    (m's own derivative is 0): a selection, exactly as for ``where(cond, m₁·a, m₀·a)``.
     """
     m, a = (invals[0], invals[1]) if invals[0].amb is not None else (invals[1], invals[0])
     shape = np.shape(out)
+    size = _size(out)
     mval = np.broadcast_to(np.asarray(m.val, np.float64), shape).ravel()
     amb = np.broadcast_to(m.amb, shape).ravel()
     aval = np.broadcast_to(np.asarray(a.val, np.float64), shape).ravel()
-    if not np.all(R.values_agree(np.stack([0 * aval[amb], aval[amb]]), ctx.tol)):
-        j = np.flatnonzero(amb)[np.flatnonzero(~R.values_agree(np.stack([0 * aval[amb], aval[amb]]), ctx.tol))[0]]
+    if m.opts is None:
+        if not np.all((mval == 0) | (mval == 1)):
+            raise ValueError("jacobian: a tied comparison converted to a number must stay a 0/1 indicator")
+        lo, hi = np.zeros(size), np.ones(size)
+    else:
+        lo, hi = (np.broadcast_to(np.asarray(o, np.float64), shape).ravel() for o in m.opts)
+    cand = np.stack([lo[amb] * aval[amb], hi[amb] * aval[amb]])
+    ok = R.values_agree(cand, ctx.tol)
+    if not np.all(ok):
+        j = np.flatnonzero(amb)[np.flatnonzero(~ok)[0]]
         raise JumpError(
-            f"jacobian: a tied comparison is used as a number (flat position {j}) and multiplies "
-            f"{aval[j]!r} ≠ 0: the program jumps here and is not path differentiable"
+            f"jacobian: a value that jumps here (a tied comparison used as a number, or sign/floor/ceil/"
+            f"round at a jump) multiplies {aval[j]!r} ≠ 0 (flat position {j}): the program jumps here "
+            "and is not path differentiable"
         )
-    if not np.all((mval == 0) | (mval == 1)):
-        raise ValueError("jacobian: a tied comparison converted to a number must stay a 0/1 indicator")
     if a.rep is None:
         return _V(out)
-    active = np.stack([(mval == 0) | amb, (mval == 1) | amb])
-    branches = [None, R.broadcast_to(ctx, a.val, a.rep, shape)]
-    return _V(out, R.select_elementwise(ctx, branches, active))
+    Ja = R.broadcast_to(ctx, a.val, a.rep, shape)
+    if m.opts is None:
+        active = np.stack([(mval == 0) | amb, (mval == 1) | amb])
+        return _V(out, R.select_elementwise(ctx, [None, Ja], active))
+    branches = [_scale_rows(Ja, np.where(amb, lo, mval)), _scale_rows(Ja, np.where(amb, hi, mval))]
+    return _V(out, R.select_elementwise(ctx, branches, np.stack([np.ones(size, dtype=bool), amb])))
+
+
+def _scale_rows(rep, c):
+    """The rep of c ⊙ v for a constant vector c (row i of the Jacobian times c_i)."""
+    tables = {g: (rows, vals * c[rows][:, None]) for g, (rows, vals) in rep.tables.items()}
+    return JRep(rep.center * c[:, None], tables)
+
+
+def _jump(ctx, name, v, out):
+    """``sign``, ``floor``, ``ceil``, ``round``: locally constant (derivative 0) except at their
+    jumps, where the value is ambiguous between the two constant pieces that meet there:
+    sign at 0: -1 | 1;  floor at an integer k: k-1 | k;  ceil at k: k | k+1;  round at k + ½: k | k+1.
+    Such a value is resolved only by a factor vanishing there (``x * sign(x)`` = |x|, set [-1, 1]);
+    any other use that depends on it jumps (``JumpError``)."""
+    x = np.asarray(v.val, np.float64)
+    if name == "sign":
+        tied, lo, hi = R.tie(x, ctx.tol), -np.ones_like(x), np.ones_like(x)
+    elif name in ("floor", "ceil"):
+        k = np.round(x)
+        tied = R.tie(x - k, ctx.tol)
+        lo, hi = (k - 1, k) if name == "floor" else (k, k + 1)
+    else:  # round: every rounding method jumps at the half-integers
+        f = np.floor(x)
+        tied, lo, hi = R.tie(x - (f + 0.5), ctx.tol), f, f + 1
+    if not np.any(tied):
+        return _V(out)
+    o = np.asarray(out, np.float64)
+    return _V(out, None, tied, opts=(np.where(tied, lo, o), np.where(tied, hi, o)))
 
 
 def _nonsmooth(ctx, eqn, invals):
@@ -412,9 +458,11 @@ def _as_options(ctx, v):
     bases = tuple(ctx.choices.new_group(2) for _ in positions)
     val = np.asarray(v.val)
     table = np.empty((2,) * len(positions) + val.shape, dtype=val.dtype)
+    lo, hi = ((np.zeros(val.size), np.ones(val.size)) if v.opts is None
+              else (np.broadcast_to(np.asarray(o), val.shape).ravel() for o in v.opts))
     for a in np.ndindex((2,) * len(positions)):
         t = val.copy().ravel()
-        t[positions] = np.asarray(a, dtype=val.dtype)
+        t[positions] = np.where(np.asarray(a, dtype=bool), hi[positions], lo[positions]).astype(val.dtype)
         table[a] = t.reshape(val.shape)
     return _V(v.val, None, None, (bases, table, None))
 
@@ -752,14 +800,16 @@ def value_and_jacobian(fun, argnums=0, *, tol: float = 0.0, max_selections: int 
         for j, o in enumerate(outs):
             if not R.is_float(o.val):
                 raise TypeError(f"jacobian: outputs must be floating point, got dtype {jnp.result_type(o.val)}")
+            if o.amb is not None:
+                o = _as_options(ctx, o)
             if o.alts is not None:
                 table = o.alts[1].reshape(-1, _size(o.val))
                 k = int(np.flatnonzero(~R.values_agree(table.astype(np.float64), ctx.tol))[0])
                 raise JumpError(
-                    f"jacobian: output {j} (flat position {k}) depends on a tie (which index a tied "
-                    f"argmax/argmin returns, or how a tied comparison is decided): it takes the values "
-                    f"{table[:, k].min()!r} and {table[:, k].max()!r}, so the function jumps here and is "
-                    "not path differentiable"
+                    f"jacobian: output {j} (flat position {k}) depends on a tie (a tied argmax/argmin/"
+                    f"argsort index, a tied comparison, or sign/floor/ceil/round at a jump): it takes "
+                    f"the values {table[:, k].min()!r} and {table[:, k].max()!r}, so the function jumps "
+                    "here and is not path differentiable"
                 )
         out_sizes = [_size(o.val) for o in outs]
         rep = _concat(ctx, [o.rep for o in outs], out_sizes)

@@ -43,6 +43,8 @@ STRUCTURAL = {"broadcast_in_dim", "reshape", "squeeze", "expand_dims", "transpos
               "concatenate", "rev", "copy", "copy_p", "dynamic_slice", "gather"}
 
 LOCALLY_CONSTANT = {"sign", "floor", "ceil", "round", "stop_gradient", "nextafter", "is_finite"}
+#: locally constant except at their jumps (sign at 0, floor/ceil at integers, round at half-integers)
+JUMPS = {"sign", "floor", "ceil", "round"}
 
 COMPARISONS = {"lt", "le", "gt", "ge", "eq", "ne"}
 LOGICAL = {"and", "or", "not", "xor"}

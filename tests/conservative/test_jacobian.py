@@ -286,6 +286,31 @@ def test_piecewise_at_the_breakpoint():
     assert interval(jacobian(g2)(0.0)) == (0.0, 2.0)
 
 
+@pytest.mark.parametrize(
+    "f, x, expected",
+    [
+        (lambda x: x * jnp.sign(x), 0.0, (-1.0, 1.0)),  # = |x|
+        (lambda x: jnp.sign(x) * jnp.maximum(jnp.abs(x) - 0.5, 0.0), 0.0, (0.0, 0.0)),  # soft-threshold
+        (lambda x: (x - 1.0) * jnp.floor(x), 1.0, (0.0, 1.0)),  # pieces 0·(x-1) and 1·(x-1)
+        (lambda x: (x - 2.0) * jnp.ceil(x), 2.0, (2.0, 3.0)),
+        (lambda x: (x - 0.5) * jnp.round(x), 0.5, (0.0, 1.0)),
+        (lambda x: x * jnp.sign(x), 2.0, (1.0, 1.0)),  # away from the jump: locally constant
+    ],
+)
+def test_jumps_resolved_by_a_vanishing_factor(f, x, expected):
+    S = jacobian(f)(x)
+    assert interval(S) == pytest.approx(expected)
+    assert_ad_in(S, f, jnp.asarray(x))
+
+
+def test_jumps_that_reach_the_output_raise():
+    for f, x in ((jnp.sign, 0.0), (lambda x: x - jnp.floor(x), 3.0), (lambda x: (x > 0).astype(float), 0.0),
+                 (lambda x: x + jnp.sign(x), 0.0)):
+        with pytest.raises(JumpError, match="depends on a tie|jumps here"):
+            jacobian(f)(x)
+    assert jacobian(jnp.floor)(2.5).vertices.ravel().tolist() == [0.0]
+
+
 def test_control_flow_on_a_tied_index_runs_every_option():
     f = lambda x: lax.cond(jnp.argmax(x) == 0, lambda: x[0], lambda: x[1])  # noqa: E731
     S = jacobian(f)(jnp.array([1.0, 1.0]))
@@ -770,6 +795,8 @@ TIED_PROGRAMS = [
     (lambda x: x * (x > 0), [0.0, 1.0, -2.0]),
     (lambda x: jnp.max(x) - jnp.min(x), [2.0, 2.0, 1.0]),
     (lambda x: x[jnp.argsort(x)] * jnp.arange(1.0, 4.0), [1.0, 0.0, 1.0]),
+    (lambda x: x * jnp.sign(x) + (x - 1.0) * jnp.floor(x), [0.0, 1.0, 0.5]),
+    (lambda x: jnp.sign(x), [0.0, 1.0, 2.0]),  # jumps
 ]
 
 
