@@ -202,7 +202,7 @@ def _eval_eqn(ctx, eqn, invals):
     if name in R.COMPARISONS:
         out = _bind(eqn, vals)[0]
         if any(v.amb is not None for v in invals):
-            return _eval_options(ctx, eqn, [_as_options(ctx, v) for v in invals])
+            return [_compare_ambiguous(ctx, eqn, invals, out)]
         same = eqn.invars[0] is eqn.invars[1]  # e.g. the NaN test x != x: never tied
         # values that do not depend on the differentiated inputs are locally constant: no tie
         depends = any(v.rep is not None for v in invals)
@@ -326,6 +326,29 @@ def _indicator_mul(ctx, invals, out):
         return _V(out, R.select_elementwise(ctx, [None, Ja], active))
     branches = [_scale_rows(Ja, np.where(amb, lo, mval)), _scale_rows(Ja, np.where(amb, hi, mval))]
     return _V(out, R.select_elementwise(ctx, branches, np.stack([np.ones(size, dtype=bool), amb])))
+
+
+def _compare_ambiguous(ctx, eqn, invals, out):
+    """A comparison reading values that are ambiguous at some positions (a 0/1 indicator, sign at 0,
+    ...): it is evaluated with each operand's two values there, elementwise; where the outcomes
+    differ, or where the actual values tie, the result is itself a tied boolean (an independent
+    choice per position, as for any comparison) instead of a joint enumeration of all positions."""
+    shape = np.shape(out)
+
+    def candidates(v):
+        val = np.broadcast_to(np.asarray(v.val, np.float64), shape)
+        if v.amb is None:
+            return [val]
+        amb = np.broadcast_to(v.amb, shape)
+        lo, hi = (0.0, 1.0) if v.opts is None else (np.broadcast_to(np.asarray(o, np.float64), shape) for o in v.opts)
+        return [np.where(amb, lo, val), np.where(amb, hi, val)]
+
+    outcomes = [np.asarray(eqn.primitive.bind(jnp.asarray(a), jnp.asarray(b), **eqn.params))
+                for a in candidates(invals[0]) for b in candidates(invals[1])]
+    amb = np.any([o != outcomes[0] for o in outcomes[1:]], axis=0)
+    if any(v.rep is not None for v in invals) and R.is_float(invals[0].val):
+        amb = amb | R.ambiguous_compare(eqn.primitive.name, invals[0].val, invals[1].val, ctx.tol)
+    return _V(out, None, amb)
 
 
 def _scale_rows(rep, c):

@@ -303,6 +303,16 @@ def test_jumps_resolved_by_a_vanishing_factor(f, x, expected):
     assert_ad_in(S, f, jnp.asarray(x))
 
 
+def test_comparison_of_a_jump_stays_elementwise():
+    # sign(x) > 0 at 20 zeros: 20 independent tied conditions (a zonotope), not 2^20 joint options
+    f = lambda x: jnp.where(jnp.sign(x) > 0, x, 0.0)  # noqa: E731
+    x = jnp.zeros(40).at[::2].set(1.0)
+    S = jacobian(f)(x)
+    assert len(S.groups) == 20
+    assert_ad_in(S, f, x)
+    assert_hull_equal(jacobian(f)(jnp.array([0.0, 1.0])), [np.diag([0.0, 1.0]), np.diag([1.0, 1.0])])
+
+
 def test_jumps_that_reach_the_output_raise():
     for f, x in ((jnp.sign, 0.0), (lambda x: x - jnp.floor(x), 3.0), (lambda x: (x > 0).astype(float), 0.0),
                  (lambda x: x + jnp.sign(x), 0.0)):
