@@ -218,7 +218,8 @@ def _eval_eqn(ctx, eqn, invals):
         # (only a product with a factor that vanishes there can resolve it, see _indicator_mul)
         return [_V(_bind(eqn, vals)[0], None, invals[0].amb)]
     if name == "mul" and sum(v.amb is not None for v in invals) == 1 and all(R.is_float(v) for v in vals):
-        return [_indicator_mul(ctx, invals, _bind(eqn, vals)[0])]
+        res = _ambiguous_elementwise(ctx, eqn, invals)  # e.g. 2·sign(x): still ambiguous, resolved later
+        return [res if res is not None else _indicator_mul(ctx, invals, _bind(eqn, vals)[0])]
     if name == "select_n" and all(v.amb is None for v in invals[1:]):
         return [_select_n(ctx, invals, _bind(eqn, vals)[0])]
     if name in R.STRUCTURAL and any(v.amb is not None for v in invals) and not any(R.is_float(v) for v in vals):
@@ -231,7 +232,11 @@ def _eval_eqn(ctx, eqn, invals):
         return _nonsmooth(ctx, eqn, invals)
 
     if any(v.amb is not None for v in invals):
-        # no dedicated rule: each tied position of the comparison becomes a two-option choice
+        if name in _ELEMENTWISE and sum(v.amb is not None for v in invals) == 1:
+            res = _ambiguous_elementwise(ctx, eqn, invals)
+            if res is not None:
+                return [res]
+        # no dedicated rule: each tied position becomes a two-option choice, enumerated jointly
         return _eval_options(ctx, eqn, [_as_options(ctx, v) for v in invals])
     if name in R.JUMPS and invals[0].rep is not None and R.is_float(vals[0]):
         return [_jump(ctx, name, invals[0], _bind(eqn, vals)[0])]
@@ -349,6 +354,45 @@ def _compare_ambiguous(ctx, eqn, invals, out):
     if any(v.rep is not None for v in invals) and R.is_float(invals[0].val):
         amb = amb | R.ambiguous_compare(eqn.primitive.name, invals[0].val, invals[1].val, ctx.tol)
     return _V(out, None, amb)
+
+
+_ELEMENTWISE = {"add", "sub", "mul", "div", "neg", "convert_element_type", "max", "min", "integer_pow",
+                "square", "exp", "log", "sin", "cos", "tanh", "abs", "sign", "floor", "ceil", "round"}
+
+
+def _ambiguous_elementwise(ctx, eqn, invals):
+    """An elementwise primitive reading one value that is ambiguous at some positions (two values
+    there: a 0/1 indicator, sign at 0, ...), evaluated with each of the two values.  Where the two
+    results agree the output is resolved, position by position (a choice between the two
+    Jacobian rows, as for ``where``); where they differ the output stays ambiguous with the two
+    results as its values, which needs a constant output (no Jacobian).  Returns None when
+    neither applies (the caller enumerates the options jointly)."""
+    out_shape = np.shape(_bind(eqn, [v.val for v in invals])[0])
+    if any(np.shape(v.val) not in (out_shape, ()) for v in invals):
+        return None
+    m = next(v for v in invals if v.amb is not None)
+    amb = np.broadcast_to(m.amb, out_shape).ravel()
+    mval = np.broadcast_to(np.asarray(m.val), out_shape).ravel()
+    two = (np.zeros(mval.size), np.ones(mval.size)) if m.opts is None else \
+        tuple(np.broadcast_to(np.asarray(o), out_shape).ravel() for o in m.opts)
+    results = []
+    for vals in two:
+        arr = jnp.asarray(np.where(amb, vals, mval).reshape(out_shape), jnp.result_type(m.val))
+        ins = [_V(arr) if v is m else v for v in invals]
+        (o,) = _eval_eqn(ctx, eqn, ins)
+        if o.amb is not None or o.alts is not None:
+            return None
+        results.append(o)
+    out = _bind(eqn, [v.val for v in invals])[0]
+    v0, v1 = (np.asarray(o.val, np.float64).ravel() for o in results)
+    differ = amb & ~R.values_agree(np.stack([v0, v1]), ctx.tol)
+    if np.any(differ):
+        if any(o.rep is not None for o in results):
+            return None
+        return _V(out, None, differ.reshape(out_shape), opts=tuple(np.asarray(o.val).reshape(out_shape) for o in results))
+    if not R.is_float(out) or all(o.rep is None for o in results):
+        return _V(out)
+    return _V(out, R.select_elementwise(ctx, [o.rep for o in results], np.stack([np.ones(amb.size, dtype=bool), amb])))
 
 
 def _scale_rows(rep, c):

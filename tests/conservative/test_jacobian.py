@@ -313,6 +313,20 @@ def test_comparison_of_a_jump_stays_elementwise():
     assert_hull_equal(jacobian(f)(jnp.array([0.0, 1.0])), [np.diag([0.0, 1.0]), np.diag([1.0, 1.0])])
 
 
+def test_arithmetic_on_ambiguous_values_stays_per_position():
+    # |x| written with indicator / sign arithmetic: the ambiguous factor is carried through the
+    # elementwise ops (one choice per tied position) until the vanishing factor x resolves it
+    for f, scale in ((lambda x: x * (2 * (x > 0) - 1.0), 1.0), (lambda x: x * (3.0 * jnp.sign(x)), 3.0),
+                     (lambda x: x * ((x > 0).astype(float) * 2 - 1), 1.0)):
+        assert interval(jacobian(f)(0.0)) == pytest.approx((-scale, scale))
+        x = jnp.zeros(30).at[::3].set(1.0)
+        S = jacobian(f)(x)
+        assert len(S.groups) == 20  # 20 zeros: a zonotope of 20 segments, not 2^20 joint options
+        assert_ad_in(S, f, x)
+    with pytest.raises(JumpError):
+        jacobian(lambda x: (x + 1.0) * jnp.sign(x))(0.0)
+
+
 def test_jumps_that_reach_the_output_raise():
     for f, x in ((jnp.sign, 0.0), (lambda x: x - jnp.floor(x), 3.0), (lambda x: (x > 0).astype(float), 0.0),
                  (lambda x: x + jnp.sign(x), 0.0)):
