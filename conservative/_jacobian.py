@@ -215,11 +215,8 @@ def _eval_eqn(ctx, eqn, invals):
         return [_V(out, None, R.logical(name, vals, ambs))]
     if name == "convert_element_type" and invals[0].amb is not None and invals[0].opts is None:
         # a tied comparison used as a number: a 0/1 indicator whose value is ambiguous where tied
-        # (only a product with a factor that vanishes there can resolve it, see _indicator_mul)
+        # (only a product with a factor that vanishes there can resolve it, see _ambiguous_elementwise)
         return [_V(_bind(eqn, vals)[0], None, invals[0].amb)]
-    if name == "mul" and sum(v.amb is not None for v in invals) == 1 and all(R.is_float(v) for v in vals):
-        res = _ambiguous_elementwise(ctx, eqn, invals)  # e.g. 2·sign(x): still ambiguous, resolved later
-        return [res if res is not None else _indicator_mul(ctx, invals, _bind(eqn, vals)[0])]
     if name == "select_n" and all(v.amb is None for v in invals[1:]):
         return [_select_n(ctx, invals, _bind(eqn, vals)[0])]
     if name in R.STRUCTURAL and any(v.amb is not None for v in invals) and not any(R.is_float(v) for v in vals):
@@ -294,45 +291,6 @@ def _select_n(ctx, invals, out):
     return _V(out, R.select_elementwise(ctx, _branch_reps(ctx, cases, shape), active, owner))
 
 
-def _indicator_mul(ctx, invals, out):
-    """a · m with m ambiguous at some positions: a tied comparison used as a 0/1 indicator
-    (``x * (x > 0)``), or a jump such as ``sign`` at 0 (``x * sign(x)``, values -1 and 1).
-
-    Where m is ambiguous the product takes the values a·m₀ and a·m₁: they must agree (a = 0
-    there), otherwise the program jumps (``JumpError``).  The Jacobian row is m₀J_a or m₁J_a
-    (m's own derivative is 0): a selection, exactly as for ``where(cond, m₁·a, m₀·a)``.
-    """
-    m, a = (invals[0], invals[1]) if invals[0].amb is not None else (invals[1], invals[0])
-    shape = np.shape(out)
-    size = _size(out)
-    mval = np.broadcast_to(np.asarray(m.val, np.float64), shape).ravel()
-    amb = np.broadcast_to(m.amb, shape).ravel()
-    aval = np.broadcast_to(np.asarray(a.val, np.float64), shape).ravel()
-    if m.opts is None:
-        if not np.all((mval == 0) | (mval == 1)):
-            raise ValueError("jacobian: a tied comparison converted to a number must stay a 0/1 indicator")
-        lo, hi = np.zeros(size), np.ones(size)
-    else:
-        lo, hi = (np.broadcast_to(np.asarray(o, np.float64), shape).ravel() for o in m.opts)
-    cand = np.stack([lo[amb] * aval[amb], hi[amb] * aval[amb]])
-    ok = R.values_agree(cand, ctx.tol)
-    if not np.all(ok):
-        j = np.flatnonzero(amb)[np.flatnonzero(~ok)[0]]
-        raise JumpError(
-            f"jacobian: a value that jumps here (a tied comparison used as a number, or sign/floor/ceil/"
-            f"round at a jump) multiplies {aval[j]!r} ≠ 0 (flat position {j}): the program jumps here "
-            "and is not path differentiable"
-        )
-    if a.rep is None:
-        return _V(out)
-    Ja = R.broadcast_to(ctx, a.val, a.rep, shape)
-    if m.opts is None:
-        active = np.stack([(mval == 0) | amb, (mval == 1) | amb])
-        return _V(out, R.select_elementwise(ctx, [None, Ja], active))
-    branches = [_scale_rows(Ja, np.where(amb, lo, mval)), _scale_rows(Ja, np.where(amb, hi, mval))]
-    return _V(out, R.select_elementwise(ctx, branches, np.stack([np.ones(size, dtype=bool), amb])))
-
-
 def _compare_ambiguous(ctx, eqn, invals, out):
     """A comparison reading values that are ambiguous at some positions (a 0/1 indicator, sign at 0,
     ...): it is evaluated with each operand's two values there, elementwise; where the outcomes
@@ -364,9 +322,11 @@ def _ambiguous_elementwise(ctx, eqn, invals):
     """An elementwise primitive reading one value that is ambiguous at some positions (two values
     there: a 0/1 indicator, sign at 0, ...), evaluated with each of the two values.  Where the two
     results agree the output is resolved, position by position (a choice between the two
-    Jacobian rows, as for ``where``); where they differ the output stays ambiguous with the two
-    results as its values, which needs a constant output (no Jacobian).  Returns None when
-    neither applies (the caller enumerates the options jointly)."""
+    Jacobian rows, as for ``where``): ``x * (x > 0)`` and ``x * sign(x)`` at 0 this way.  Where
+    they differ the output stays ambiguous with the two results as its values (``2 * sign(x)``),
+    which needs a constant output (no Jacobian).  Returns None when neither applies (the caller
+    enumerates the options jointly, e.g. ``(x + 1) * sign(x)``, which jumps unless a later factor
+    vanishes)."""
     out_shape = np.shape(_bind(eqn, [v.val for v in invals])[0])
     if any(np.shape(v.val) not in (out_shape, ()) for v in invals):
         return None
@@ -393,12 +353,6 @@ def _ambiguous_elementwise(ctx, eqn, invals):
     if not R.is_float(out) or all(o.rep is None for o in results):
         return _V(out)
     return _V(out, R.select_elementwise(ctx, [o.rep for o in results], np.stack([np.ones(amb.size, dtype=bool), amb])))
-
-
-def _scale_rows(rep, c):
-    """The rep of c ⊙ v for a constant vector c (row i of the Jacobian times c_i)."""
-    tables = {g: (rows, vals * c[rows][:, None]) for g, (rows, vals) in rep.tables.items()}
-    return JRep(rep.center * c[:, None], tables)
 
 
 def _jump(ctx, name, v, out):

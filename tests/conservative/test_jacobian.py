@@ -325,6 +325,9 @@ def test_arithmetic_on_ambiguous_values_stays_per_position():
         assert_ad_in(S, f, x)
     with pytest.raises(JumpError):
         jacobian(lambda x: (x + 1.0) * jnp.sign(x))(0.0)
+    # an ambiguous intermediate with different Jacobians per option, resolved by a later factor x:
+    # x·sign(x)·(x + 1) = |x|(x + 1) has derivatives ±1 at 0
+    assert interval(jacobian(lambda x: x * (jnp.sign(x) * (x + 1.0)))(0.0)) == pytest.approx((-1.0, 1.0))
 
 
 def test_jumps_that_reach_the_output_raise():
