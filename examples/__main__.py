@@ -1,7 +1,8 @@
 """Run the reproductions: ``python -m examples [NAMES...] [--quick] [--out DIR] [--seed S] [--list]``.
 
 With no name, every experiment runs.  Each writes into its own subfolder of ``--out`` and the
-run ends with a table of key numbers.
+run ends with a table of key numbers, also written (with the run's provenance record) to
+``--out``/summary.json after each experiment.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from examples._common import output_dir  # noqa: E402
+from examples._common import OutputError, add_common_arguments, output_dir, write_json  # noqa: E402
 
 # name -> (module, one-line description, keys of the JSON summary shown in the final table)
 EXPERIMENTS = {
@@ -55,9 +56,7 @@ def main(argv=None):
     exps = available()
     ap = argparse.ArgumentParser(prog="python -m examples", description=__doc__.splitlines()[0])
     ap.add_argument("names", nargs="*", help=f"experiments to run (default: all): {', '.join(exps)}")
-    ap.add_argument("--quick", action="store_true", help="small sizes (seconds each)")
-    ap.add_argument("--out", default="out", help="output folder (default ./out)")
-    ap.add_argument("--seed", type=int, default=0)
+    add_common_arguments(ap)
     ap.add_argument("--list", action="store_true", help="list the experiments and exit")
     args = ap.parse_args(argv)
     if args.list:
@@ -67,7 +66,10 @@ def main(argv=None):
     unknown = [n for n in args.names if n not in exps]
     if unknown:
         ap.error(f"unknown experiment(s) {', '.join(map(repr, unknown))}; valid choices: {', '.join(exps)}")
-    out = output_dir(args.out)
+    try:
+        out = output_dir(args.out)
+    except OutputError as exc:
+        ap.error(f"argument --out: {exc}")
     names = args.names or list(exps)
     rows = []
     for i, name in enumerate(names, 1):
@@ -79,6 +81,13 @@ def main(argv=None):
         dt = time.perf_counter() - t0
         rows.append((name, dt, {k: summary[k] for k in keys if k in summary}))
         print(f"      done in {dt:.1f} s -> {out / name}", flush=True)
+        # rewritten after each experiment: an interrupted run still records what it completed
+        write_json(out / "summary.json", {
+            "requested": names,
+            "completed": [r[0] for r in rows],
+            "experiments": {n: {"module": exps[n][0], "folder": str(out / n), "seconds": s, "key_numbers": v}
+                            for n, s, v in rows},
+        }, seed=args.seed, quick=args.quick)
     print("\nkey numbers")
     for name, dt, vals in rows:
         print(f"  {name:24s} {dt:7.1f} s  " + "; ".join(f"{k} = {_short(v)}" for k, v in vals.items()))

@@ -51,7 +51,9 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from examples._common import Progress, enable_x64, output_dir, parser, pyplot, write_json
+from examples._common import (
+    Progress, check_run_args, enable_x64, output_dir, parse_args, parser, pyplot, save_figure, write_json,
+)
 
 enable_x64()
 
@@ -150,6 +152,7 @@ def curvature_estimate(P: Bilevel, box, points: int = 2001):
 
 
 def run(out_dir="out", quick=False, seed=0) -> dict:
+    seed, quick = check_run_args(seed, quick)
     out = output_dir(out_dir)
     t_start = time.perf_counter()
     rng = np.random.default_rng(seed)
@@ -246,7 +249,7 @@ def run(out_dir="out", quick=False, seed=0) -> dict:
     fig.suptitle(f"Bilevel ridge tuning (synthetic), inner GD: k = {k_inner}, ρ ≤ {rho_r:.3f} along the run; "
                  f"outer step α = 1/L̂_h = {alpha:.3g}", fontsize=10)
     fig.tight_layout()
-    fig.savefig(out / "bilevel.png", dpi=110)
+    save_figure(fig, out / "bilevel.png", dpi=110)
     plt.close(fig)
 
     summary = {
@@ -278,12 +281,12 @@ def run(out_dir="out", quick=False, seed=0) -> dict:
         "seed": seed, "quick": quick,
         "seconds": time.perf_counter() - t_start,
     }
-    write_json(out / "bilevel.json", summary)
+    write_json(out / "bilevel.json", summary, seed=seed, quick=quick)
     return summary
 
 
 def main(argv=None):
-    args = parser(__doc__.splitlines()[0]).parse_args(argv)
+    args = parse_args(parser(__doc__.splitlines()[0]), argv)
     s = run(args.out, quick=args.quick, seed=args.seed)
     c, cb = s["constants_along_run"], s["constants_on_box"]
     print("bilevel hypergradient descent (one-step paper §3, Corollaries 4-5)")

@@ -29,7 +29,9 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from examples._common import Progress, enable_x64, output_dir, parser, pyplot, write_json
+from examples._common import (
+    Progress, check_run_args, enable_x64, output_dir, parse_args, parser, pyplot, save_figure, write_json,
+)
 
 enable_x64()
 
@@ -66,6 +68,7 @@ def _theory_corollary3():
 
 
 def run(out_dir="out", quick=False, seed=0) -> dict:
+    seed, quick = check_run_args(seed, quick)
     out = output_dir(out_dir)
     t0 = time.perf_counter()
     cfg = QUICK if quick else FULL
@@ -184,7 +187,7 @@ def run(out_dir="out", quick=False, seed=0) -> dict:
     ax.set_title(f"Newton, logistic regression (N={N}, n={n}, λ={lam}): quadratic convergence", fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out / "newton_logistic.png", dpi=110)
+    save_figure(fig, out / "newton_logistic.png", dpi=110)
     plt.close(fig)
 
     summary = {
@@ -204,12 +207,12 @@ def run(out_dir="out", quick=False, seed=0) -> dict:
         "reference": {"gradient_norm_at_x_bar": float(np.linalg.norm(g_bar)), "jacobian_op_norm": op(J_bar)},
         "seconds": time.perf_counter() - t0,
     }
-    write_json(out / "newton_logistic.json", summary)
+    write_json(out / "newton_logistic.json", summary, seed=seed, quick=quick)
     return summary
 
 
 def main(argv=None):
-    args = parser(__doc__.splitlines()[0]).parse_args(argv)
+    args = parse_args(parser(__doc__.splitlines()[0]), argv)
     s = run(args.out, quick=args.quick, seed=args.seed)
     p = s["problem"]
     print(f"Newton on logistic regression (N={p['N']}, n={p['n']}, lambda={p['lambda']}), {s['iterations']} iterations, "

@@ -57,7 +57,9 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from examples._common import Progress, enable_x64, output_dir, parser, pyplot, write_json
+from examples._common import (
+    Progress, check_run_args, enable_x64, output_dir, parse_args, parser, pyplot, save_figure, write_json,
+)
 
 enable_x64()
 
@@ -630,7 +632,7 @@ def _plot(out, results, pbs):
     fig.suptitle("Derivatives of FB / DR / ADMM converge at the local rate (synthetic data; "
                  "red line: active pattern identified)", fontsize=10)
     fig.tight_layout()
-    fig.savefig(out / "nonsmooth_convergence.png", dpi=100)
+    save_figure(fig, out / "nonsmooth_convergence.png", dpi=100)
     plt.close(fig)
 
     # the kink case in the plane of its two nonzero coordinates
@@ -685,12 +687,13 @@ def _plot(out, results, pbs):
     ax.set_title(r"set-valued piggyback started at $\bar x$ (every step tied)", fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out / "nonsmooth_convergence_kink.png", dpi=100)
+    save_figure(fig, out / "nonsmooth_convergence_kink.png", dpi=100)
     plt.close(fig)
 
 
 # ----------------------------------------------------------------------------- entry points
 def run(out_dir="out", quick=False, seed=0) -> dict:
+    seed, quick = check_run_args(seed, quick)
     out = output_dir(out_dir)
     t0 = time.perf_counter()
     rng = np.random.default_rng(seed)
@@ -719,12 +722,12 @@ def run(out_dir="out", quick=False, seed=0) -> dict:
         figures=["nonsmooth_convergence.png", "nonsmooth_convergence_kink.png"],
         seconds=time.perf_counter() - t0,
     )
-    write_json(out / "nonsmooth_convergence.json", summary)
+    write_json(out / "nonsmooth_convergence.json", summary, seed=seed, quick=quick)
     return summary
 
 
 def main(argv=None):
-    args = parser(__doc__.splitlines()[0]).parse_args(argv)
+    args = parse_args(parser(__doc__.splitlines()[0]), argv)
     s = run(args.out, quick=args.quick, seed=args.seed)
     print("derivatives of nonsmooth iterative algorithms (synthetic data, seed "
           f"{s['seed']}{', quick' if s['quick'] else ''})")

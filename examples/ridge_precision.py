@@ -31,7 +31,9 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from examples._common import Progress, enable_x64, output_dir, parser, pyplot, write_json
+from examples._common import (
+    Progress, check_run_args, enable_x64, output_dir, parse_args, parser, pyplot, save_figure, write_json,
+)
 
 enable_x64()
 
@@ -73,6 +75,7 @@ def fitted_slope(iterate_error, jacobian_error, lo=FIT_RANGE[0], hi=FIT_RANGE[1]
 
 
 def run(out_dir="out", quick=False, seed=0) -> dict:
+    seed, quick = check_run_args(seed, quick)
     out = output_dir(out_dir)
     t_start = time.perf_counter()
     Phi, y = load_diabetes(return_X_y=True)  # deterministic: `seed` is recorded but not used
@@ -140,7 +143,7 @@ def run(out_dir="out", quick=False, seed=0) -> dict:
     ax.legend(fontsize=8)
     ax.grid(True, which="major", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(out / "ridge_precision.png", dpi=110)
+    save_figure(fig, out / "ridge_precision.png", dpi=110)
     plt.close(fig)
     bar.update()
     bar.close()
@@ -153,6 +156,8 @@ def run(out_dir="out", quick=False, seed=0) -> dict:
         "bound_source": "theory.implicit_jacobian_error_bound (jaxopt paper, Theorem 1)",
         "theorem1_constants": {"alpha": alpha, "beta": beta, "gamma": gamma, "R": R, "C": beta / alpha + gamma * R / alpha**2},
         "hessian_condition_number": L / mu,
+        "x_star_norm": float(np.linalg.norm(x_star)),
+        "jacobian_star_norm": float(np.linalg.norm(J_star, 2)),
         "rho": rho,
         "t": rows,
         "iterate_error": iterate_error,
@@ -166,12 +171,12 @@ def run(out_dir="out", quick=False, seed=0) -> dict:
         "seed": seed, "quick": quick,
         "seconds": time.perf_counter() - t_start,
     }
-    write_json(out / "ridge_precision.json", summary)
+    write_json(out / "ridge_precision.json", summary, seed=seed, quick=quick)
     return summary
 
 
 def main(argv=None):
-    args = parser(__doc__.splitlines()[0]).parse_args(argv)
+    args = parse_args(parser(__doc__.splitlines()[0]), argv)
     s = run(args.out, quick=args.quick, seed=args.seed)
     print("Jacobian error vs iterate error on ridge regression (jaxopt paper, Figure 2)")
     print(f"  {s['data']}; {s['problem']}; {s['solver']} (κ(∇²f) = {s['hessian_condition_number']:.1f})")

@@ -30,7 +30,9 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from examples._common import Progress, enable_x64, output_dir, parser, pyplot, write_json
+from examples._common import (
+    Progress, check_run_args, enable_x64, output_dir, parse_args, parser, pyplot, save_figure, write_json,
+)
 
 enable_x64()
 
@@ -60,6 +62,7 @@ def fitted_rate(values, start):
 
 
 def run(out_dir="out", quick=False, seed=0) -> dict:
+    seed, quick = check_run_args(seed, quick)
     out = output_dir(out_dir)
     t0 = time.perf_counter()
     cfg = QUICK if quick else FULL
@@ -150,7 +153,7 @@ def run(out_dir="out", quick=False, seed=0) -> dict:
                  f"λ₂(∂₁F) = {lam2:.4f}, fitted rate of the derivative error = {rate:.4f}", fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out / "sinkhorn.png", dpi=110)
+    save_figure(fig, out / "sinkhorn.png", dpi=110)
     plt.close(fig)
 
     summary = {
@@ -173,12 +176,12 @@ def run(out_dir="out", quick=False, seed=0) -> dict:
                     "theta": "cost matrix C (n*m) and logits of a (n); a = softmax, b uniform", "parameters": d},
         "seconds": time.perf_counter() - t0,
     }
-    write_json(out / "sinkhorn.json", summary)
+    write_json(out / "sinkhorn.json", summary, seed=seed, quick=quick)
     return summary
 
 
 def main(argv=None):
-    args = parser(__doc__.splitlines()[0]).parse_args(argv)
+    args = parse_args(parser(__doc__.splitlines()[0]), argv)
     s = run(args.out, quick=args.quick, seed=args.seed)
     p = s["problem"]
     print(f"Sinkhorn (n={p['n']}, m={p['m']}, epsilon={p['epsilon']}), derivative of the plan in θ = (cost, logits of a), "

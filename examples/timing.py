@@ -35,7 +35,9 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from examples._common import Progress, enable_x64, output_dir, parser, pyplot, write_json
+from examples._common import (
+    Progress, check_run_args, enable_x64, output_dir, parse_args, parser, pyplot, save_figure, write_json,
+)
 
 enable_x64()
 
@@ -151,6 +153,7 @@ def _time_side_by_side(fns, theta, repeats, min_sample=0.01):
 
 
 def run(out_dir="out", quick=False, seed=0) -> dict:
+    seed, quick = check_run_args(seed, quick)
     out = output_dir(out_dir)
     t_start = time.perf_counter()
     sizes = QUICK_SIZES if quick else FULL_SIZES
@@ -205,7 +208,7 @@ def run(out_dir="out", quick=False, seed=0) -> dict:
         axes[1, j].set_xlabel("number of problem parameters")
         axes[0, j].legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out / "timing.png", dpi=110)
+    save_figure(fig, out / "timing.png", dpi=110)
     plt.close(fig)
 
     summary = {
@@ -216,12 +219,12 @@ def run(out_dir="out", quick=False, seed=0) -> dict:
         "note": "ratios = median(solve + hypergradient) / median(solve alone), same K steps, measured side by side",
         "seconds": time.perf_counter() - t_start,
     }
-    write_json(out / "timing.json", summary)
+    write_json(out / "timing.json", summary, seed=seed, quick=quick)
     return summary
 
 
 def main(argv=None):
-    args = parser(__doc__.splitlines()[0]).parse_args(argv)
+    args = parse_args(parser(__doc__.splitlines()[0]), argv)
     s = run(args.out, quick=args.quick, seed=args.seed)
     for prob in PROBLEMS:
         print(f"{TITLES[prob]}: time of solve + hypergradient / time of solve (median of {s['results'][prob][0]['repeats']})")

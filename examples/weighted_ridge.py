@@ -32,7 +32,9 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from examples._common import Progress, enable_x64, output_dir, parser, pyplot, write_json
+from examples._common import (
+    Progress, check_run_args, enable_x64, output_dir, parse_args, parser, pyplot, save_figure, write_json,
+)
 
 enable_x64()
 
@@ -134,6 +136,7 @@ def k_grid(kmin: int, kmax: int, points: int):
 
 
 def run(out_dir="out", quick=False, seed=0) -> dict:
+    seed, quick = check_run_args(seed, quick)
     out = output_dir(out_dir)
     t_start = time.perf_counter()
     N, n = (500, 12) if quick else (8192, 12)
@@ -219,7 +222,7 @@ def run(out_dir="out", quick=False, seed=0) -> dict:
         fig.suptitle("Weighted ridge by gradient descent (synthetic data, cpusmall's shape "
                      f"{N}×{n}); dashed: Corollary 1 floor ρ^K L_F/(1-ρ), squared", fontsize=10)
         fig.tight_layout()
-        fig.savefig(out / fname, dpi=110)
+        save_figure(fig, out / fname, dpi=110)
         plt.close(fig)
 
     final_errors = {name: {e: rec["jacobian_error_sq"][e][-1] for e in ESTIMATORS} for name, rec in results.items()}
@@ -237,12 +240,12 @@ def run(out_dir="out", quick=False, seed=0) -> dict:
         "compile_seconds": progs.compile_seconds,
         "seconds": time.perf_counter() - t_start,
     }
-    write_json(out / "weighted_ridge.json", summary)
+    write_json(out / "weighted_ridge.json", summary, seed=seed, quick=quick)
     return summary
 
 
 def main(argv=None):
-    args = parser(__doc__.splitlines()[0]).parse_args(argv)
+    args = parse_args(parser(__doc__.splitlines()[0]), argv)
     s = run(args.out, quick=args.quick, seed=args.seed)
     print("weighted ridge by gradient descent (one-step paper, Figure 4)")
     print(f"  data: {s['data']}")
