@@ -27,7 +27,7 @@ def test_registered_in_runner():
 
 
 @pytest.mark.slow
-def test_nonsmooth_convergence_quick(tmp_path):
+def test_nonsmooth_convergence_quick(tmp_path, assert_run_record):
     sys.path.insert(0, str(ROOT))
     from examples import nonsmooth_convergence as nc
 
@@ -37,6 +37,8 @@ def test_nonsmooth_convergence_quick(tmp_path):
         assert (tmp_path / png).stat().st_size > 10_000
     assert set(data["rates"]) == set(CASES) and set(data["cases"]) == set(CASES)
     assert "synthetic" in data["data"]
+    assert_run_record(data["run"], seed=0, quick=True)
+    assert s["run"] == data["run"]
     assert s["rates"].keys() == data["rates"].keys()
 
     for name in CASES:
