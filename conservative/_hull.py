@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import linprog
 
+from ._qp import pow2_exponent
+
 __all__ = ["unique_rows", "affine_coordinates", "extreme_points"]
 
 
@@ -26,14 +28,15 @@ def affine_coordinates(P: np.ndarray, rtol: float = 1e-13):
     """Coordinates of the rows of ``P`` in an orthonormal basis of their affine hull.
 
     Returns ``(Y, origin, basis)`` with ``P ≈ origin + Y @ basis`` (``basis`` has orthonormal
-    rows).  Directions whose singular value is below ``rtol * max(1, scale)`` are dropped.
+    rows).  Directions whose singular value is below ``rtol · max|P| · max(P.shape)`` are dropped
+    (a relative test: scaling P by c > 0 scales the coordinates by c and keeps the same basis).
     """
     origin = P[0]
     D = P - origin
     if D.shape[0] <= 1 or not np.any(D):
         return np.zeros((P.shape[0], 0)), origin, np.zeros((0, P.shape[1]))
     _, s, vt = np.linalg.svd(D, full_matrices=False)
-    scale = max(1.0, float(np.abs(P).max()))
+    scale = float(np.abs(P).max())  # relative to the data: the rank decision is scale-invariant
     r = int(np.sum(s > rtol * scale * max(D.shape)))
     basis = vt[:r]
     return D @ basis.T, origin, basis
@@ -75,14 +78,17 @@ def extreme_points(P: np.ndarray, tol: float | None = None) -> np.ndarray:
     The computation happens in coordinates of the affine hull.  Dimension 0 and 1 are
     closed-form; otherwise each point is tested by a linear program, and it is removed only
     if a convex combination of the remaining points reproduces it within ``tol`` (default
-    ``1e-12 * max(1, max|P|)``).
+    ``1e-12 * max|P|``).  The tests run on P/2^e, a power of two near max|P| (exact), because
+    LP solvers work with absolute tolerances: the kept rows do not depend on the scale of P.
     """
     P = unique_rows(np.asarray(P, dtype=np.float64))
     if len(P) <= 2:
         return P
+    e = pow2_exponent(P)
     if tol is None:
-        tol = 1e-12 * max(1.0, float(np.abs(P).max()))
-    Y, _, _ = affine_coordinates(P)
+        tol = 1e-12 * float(np.abs(P).max())
+    tol = float(np.ldexp(tol, -e))
+    Y, _, _ = affine_coordinates(np.ldexp(P, -e))
     r = Y.shape[1]
     if r == 0:
         return P[:1]

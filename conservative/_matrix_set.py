@@ -33,7 +33,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ._hull import extreme_points, unique_rows
-from ._qp import feasible_combination, min_norm_point
+from ._qp import feasible_combination, ldexp_down, ldexp_up, min_norm_point, pow2_exponent, rescale_exactly, safe_norm
 
 __all__ = ["MatrixSet", "SetTooLargeError", "DEFAULT_MAX_VERTICES", "as_matrix_stack"]
 
@@ -92,6 +92,16 @@ def as_matrix_stack(x, name: str = "generators") -> np.ndarray:
     if arr.shape[1] == 0 or arr.shape[2] == 0:
         raise ValueError(f"{name}: matrices must be non-empty, got shape {arr.shape[1:]}")
     return arr
+
+
+def _check_tol(tol, name: str) -> float:
+    """A finite nonnegative real tolerance, or a TypeError/ValueError naming ``name``."""
+    if isinstance(tol, (bool, np.bool_)) or not isinstance(tol, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name}: expected a finite nonnegative number, got {type(tol).__name__} {tol!r}")
+    tol = float(tol)
+    if not math.isfinite(tol) or tol < 0:
+        raise ValueError(f"{name}: expected a finite nonnegative number, got {tol!r}")
+    return tol
 
 
 def _as_matrix(M, shape, name: str) -> np.ndarray:
@@ -164,6 +174,8 @@ class MatrixSet:
     def _init_from(self, shape, center, groups, n_generators):
         object.__setattr__(self, "_shape", (int(shape[0]), int(shape[1])))
         center = np.array(center, dtype=np.float64)
+        if not np.all(np.isfinite(center)) or not all(np.all(np.isfinite(g.vals)) for g in groups):
+            raise ValueError("MatrixSet: the set has non-finite entries (an operation overflowed float64)")
         center.flags.writeable = False
         for g in groups:
             g.idx.flags.writeable = False
@@ -307,53 +319,113 @@ class MatrixSet:
         return self.enumerate_vertices()
 
     # ----------------------------------------------------------------- queries
+    def _exponent(self) -> int:
+        """e with every stored number (center, group entries) below 2^e in magnitude."""
+        return pow2_exponent(self._center, *(g.vals for g in self._groups))
+
+    def _scaled_parts(self, e: int):
+        """(center·2^-e, [group values·2^-e], loss): the set divided by 2^e (exact unless ``loss`` > 0,
+        which bounds the entrywise rounding of entries that land below the normal range)."""
+        C, loss = rescale_exactly(self._center, e)
+        vals = []
+        for g in self._groups:
+            v, lv = rescale_exactly(g.vals, e)
+            vals.append(v)
+            loss = max(loss, lv)
+        return C, vals, loss
+
     def support(self, D) -> float:
-        """σ_S(D) = max_{X∈S} ⟨D, X⟩ = ⟨D, C⟩ + Σ_g max_i ⟨D, G_g,i⟩ (Frobenius inner product)."""
+        """σ_S(D) = max_{X∈S} ⟨D, X⟩ = ⟨D, C⟩ + Σ_g max_i ⟨D, G_g,i⟩ (Frobenius inner product).
+
+        Evaluated on D/2^a and S/2^b (powers of two near their largest entries, exact) and scaled
+        back by 2^(a+b), so that no intermediate product over- or underflows.
+        """
         d = _as_matrix(D, self._shape, "D").ravel()
-        return float(d @ self._center + sum(np.max(g.vals @ d[g.idx]) for g in self._groups))
+        a, b = pow2_exponent(d), self._exponent()
+        dn, _ = rescale_exactly(d, a)
+        C, vals, _ = self._scaled_parts(b)
+        val = float(dn @ C + sum(np.max(v @ dn[g.idx]) for g, v in zip(self._groups, vals)))
+        return float(np.ldexp(val, a + b))
 
     def argsupport(self, D) -> np.ndarray:
         """A maximiser of ⟨D, X⟩ over S (one vertex per group, summed)."""
         d = _as_matrix(D, self._shape, "D").ravel()
-        x = self._center.copy()
-        for g in self._groups:
-            x[g.idx] += g.vals[int(np.argmax(g.vals @ d[g.idx]))]
-        return x.reshape(self._shape)
+        dn, _ = rescale_exactly(d, pow2_exponent(d))
+        e = self._exponent()
+        C, vals, _ = self._scaled_parts(e)
+        x = C.copy()
+        for g, v in zip(self._groups, vals):
+            x[g.idx] += v[int(np.argmax(v @ dn[g.idx]))]
+        return np.ldexp(x, e).reshape(self._shape)
+
+    def _touched(self):
+        return np.unique(np.concatenate([g.idx for g in self._groups]))
 
     def _distance(self, M):
-        y = _as_matrix(M, self._shape, "M").ravel() - self._center
+        """(nearest point, lower, upper) for the Frobenius distance from M to S.
+
+        The query and the set are divided together by a power of two 2^e near their largest
+        entry (exact in binary floating point): dist(M, S) = 2^e·dist(M/2^e, S/2^e), so the QP
+        and every squared norm work on numbers ≤ 1 and neither overflow nor underflow; the bounds
+        are scaled back with outward rounding.  Entries rounded in the subnormal range (only
+        when the data spans more than 2^1022) move the distance, which is 1-Lipschitz in the
+        query and in each summand, by at most (2 + #groups)·√(mn)·2^-1074 (scaled units): the
+        bounds are widened by that.
+        """
+        Mf = _as_matrix(M, self._shape, "M").ravel()
+        e = pow2_exponent(Mf, self._center, *(g.vals for g in self._groups))
+        Mn, loss = rescale_exactly(Mf, e)
+        C, vals, loss_s = self._scaled_parts(e)
+        loss = max(loss, loss_s)
+        y = Mn - C
         if self.is_singleton:
-            r = float(np.linalg.norm(y))
-            return self._center.copy(), r, r
-        touched = np.unique(np.concatenate([g.idx for g in self._groups]))
-        pos = {int(t): i for i, t in enumerate(touched)}
-        outside = np.delete(y, touched)
-        r_out = float(outside @ outside)
-        A = []
-        for g in self._groups:
-            Ag = np.zeros((len(touched), g.k))
-            Ag[[pos[int(i)] for i in g.idx], :] = g.vals.T
-            A.append(Ag)
-        res = min_norm_point(y[touched], A)
-        x = self._center.copy()
-        x[touched] += res.point
-        return x, math.sqrt(res.lower**2 + r_out), math.sqrt(res.upper**2 + r_out)
+            lo = hi = safe_norm(y)
+            x = C.copy()
+        else:
+            touched = self._touched()
+            pos = {int(t): i for i, t in enumerate(touched)}
+            r_out = safe_norm(np.delete(y, touched))
+            A = []
+            for g, v in zip(self._groups, vals):
+                Ag = np.zeros((len(touched), g.k))
+                Ag[[pos[int(i)] for i in g.idx], :] = v.T
+                A.append(Ag)
+            res = min_norm_point(y[touched], A)
+            x = C.copy()
+            x[touched] += res.point
+            lo, hi = math.hypot(res.lower, r_out), math.hypot(res.upper, r_out)
+        if loss > 0:
+            slack = (2 + len(self._groups)) * math.sqrt(Mf.size) * loss
+            lo = max(0.0, float(np.nextafter(lo - slack, -np.inf)))
+            hi = float(np.nextafter(hi + slack, np.inf))
+        return np.ldexp(x, e), ldexp_down(lo, e), ldexp_up(hi, e)
 
     def _feasible(self, M, tol) -> bool:
-        """Exact LP membership test (certified by the residual of the LP's combination)."""
-        y = _as_matrix(M, self._shape, "M").ravel() - self._center
-        touched = np.unique(np.concatenate([g.idx for g in self._groups]))
-        outside = np.delete(y, touched)
-        if float(np.linalg.norm(outside)) > tol:
+        """Exact LP membership test (certified by the residual of the LP's combination).
+
+        Runs on the query and the set divided by the same power of two as ``_distance``.
+        """
+        Mf = _as_matrix(M, self._shape, "M").ravel()
+        e = pow2_exponent(Mf, self._center, *(g.vals for g in self._groups))
+        Mn, loss = rescale_exactly(Mf, e)
+        C, vals, loss_s = self._scaled_parts(e)
+        if max(loss, loss_s) > 0:
+            return False  # the scaled data is not the data: no exact certificate
+        tol_n = float(np.ldexp(tol, -e))
+        y = Mn - C
+        if self.is_singleton:
+            return safe_norm(y) <= tol_n
+        touched = self._touched()
+        if safe_norm(np.delete(y, touched)) > tol_n:
             return False
         pos = np.searchsorted(touched, np.concatenate([g.idx for g in self._groups]))
         A, start = [], 0
-        for g in self._groups:
+        for g, v in zip(self._groups, vals):
             Ag = np.zeros((len(touched), g.k))
-            Ag[pos[start : start + len(g.idx)], :] = g.vals.T
+            Ag[pos[start : start + len(g.idx)], :] = v.T
             start += len(g.idx)
             A.append(Ag)
-        return feasible_combination(y[touched], A, tol) is not None
+        return feasible_combination(y[touched], A, tol_n) is not None
 
     def distance_bounds(self, M) -> tuple[float, float]:
         """Certified (lower, upper) bounds on the Frobenius distance from M to S."""
@@ -371,11 +443,12 @@ class MatrixSet:
     def contains(self, M, tol: float = 1e-9) -> bool:
         """Is dist_F(M, S) ≤ tol?  Decided from certified distance bounds.
 
-        In the rare case where the bounds straddle ``tol`` (solver inaccuracy) the answer is
-        ``lower ≤ tol`` and a warning reports both bounds.
+        ``tol`` is a finite nonnegative number (absolute, Frobenius norm).  In the rare case
+        where the bounds straddle ``tol`` (solver inaccuracy) an exact LP membership test is
+        tried; if it does not confirm membership the answer is ``lower ≤ tol`` and a warning
+        reports both bounds.
         """
-        if tol < 0:
-            raise ValueError(f"tol: expected a nonnegative tolerance, got {tol}")
+        tol = _check_tol(tol, "tol")
         _, lo, hi = self._distance(M)
         if hi <= tol:
             return True
@@ -395,9 +468,12 @@ class MatrixSet:
         V = self.vertices.reshape(-1, self._shape[0] * self._shape[1])
         if len(V) == 1:
             return 0.0
+        e = pow2_exponent(V)
+        V = np.ldexp(V, -e)  # entries ≤ 1: the squares neither overflow nor underflow
         sq = np.sum(V**2, axis=1)
         d2 = sq[:, None] + sq[None, :] - 2 * V @ V.T
-        return float(math.sqrt(max(0.0, float(d2.max()))))
+        i, j = np.unravel_index(int(np.argmax(d2)), d2.shape)
+        return float(np.ldexp(safe_norm(V[i] - V[j]), e))
 
     # ----------------------------------------------------------------- algebra
     def _check_set(self, other, name="other") -> MatrixSet:
@@ -444,8 +520,10 @@ class MatrixSet:
         c = float(c)
         if not math.isfinite(c):
             raise ValueError(f"c: expected a finite scalar, got {c}")
-        groups = tuple(type(g)(g.idx, c * g.vals) for g in self._groups) if c != 0 else ()
-        return MatrixSet._from_sparse(self._shape, c * self._center, groups)
+        with np.errstate(over="ignore"):  # an overflow is reported by the constructor
+            groups = tuple(type(g)(g.idx, c * g.vals) for g in self._groups) if c != 0 else ()
+            center = c * self._center
+        return MatrixSet._from_sparse(self._shape, center, groups)
 
     def __mul__(self, c):
         if np.ndim(c) != 0:

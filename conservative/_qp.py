@@ -13,12 +13,76 @@ distance reported comes with a certificate of its accuracy.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import minimize
 
-__all__ = ["DistanceResult", "min_norm_point"]
+__all__ = ["DistanceResult", "min_norm_point", "pow2_exponent", "ldexp_up", "ldexp_down", "safe_norm",
+           "rescale_exactly"]
+
+_TINY = 2.0 ** -1074  # the smallest positive subnormal float64
+
+
+def pow2_exponent(*arrays) -> int:
+    """e with max|x| over ``arrays`` in [2^(e-1), 2^e) (0 when every entry is 0).
+
+    Dividing by 2^e is exact in binary floating point (no rounding) for every entry that stays
+    in the normal range, so computations on x·2^-e (entries ≤ 1) and results scaled back by 2^e
+    are free of overflow and underflow from the scale of the data.
+    """
+    m = 0.0
+    for a in arrays:
+        a = np.asarray(a, dtype=np.float64)
+        if a.size:
+            m = max(m, float(np.max(np.abs(a))))
+    if m == 0.0 or not np.isfinite(m):
+        return 0
+    return int(np.frexp(m)[1])
+
+
+def rescale_exactly(x, e: int):
+    """(x·2^-e, loss): ``loss`` bounds |x·2^-e - fl(x·2^-e)| entrywise (0 when exact).
+
+    Only entries that land in the subnormal range below 2^-1022 can be rounded, each by at
+    most half the smallest subnormal; ``loss`` is then 2^-1074 (a safe overestimate).
+    """
+    x = np.asarray(x, dtype=np.float64)
+    y = np.ldexp(x, -e)
+    exact = bool(np.array_equal(np.ldexp(y, e), x))
+    return y, (0.0 if exact else _TINY)
+
+
+def ldexp_up(x: float, e: int) -> float:
+    """The smallest float ≥ x·2^e (x·2^e rounded upward; +inf on overflow)."""
+    x = float(x)
+    r = float(np.ldexp(x, e))
+    if np.isfinite(r) and float(np.ldexp(r, -e)) < x:
+        r = float(np.nextafter(r, np.inf))
+    return r
+
+
+def ldexp_down(x: float, e: int) -> float:
+    """The largest float ≤ x·2^e (x·2^e rounded downward; never above the exact value)."""
+    x = float(x)
+    r = float(np.ldexp(x, e))
+    if not np.isfinite(r):
+        return float(np.finfo(np.float64).max) if r > 0 else r
+    if float(np.ldexp(r, -e)) > x:
+        r = float(np.nextafter(r, -np.inf))
+    return r
+
+
+def safe_norm(v) -> float:
+    """Euclidean (Frobenius) norm without overflow or underflow of the squares: m·‖v/m‖, m = max|v|."""
+    v = np.asarray(v, dtype=np.float64).ravel()
+    if v.size == 0:
+        return 0.0
+    m = float(np.max(np.abs(v)))
+    if m == 0.0 or not np.isfinite(m):
+        return m
+    return m * float(np.linalg.norm(v / m))
 
 
 @dataclass(frozen=True)
@@ -36,10 +100,13 @@ def _support(groups, u):
 def _certify(y, groups, lams):
     x = sum((A @ lam for A, lam in zip(groups, lams)), np.zeros_like(y))
     u = y - x
-    upper = float(np.linalg.norm(u))
+    upper = safe_norm(u)
     if upper == 0.0:
         return x, 0.0, 0.0
-    lower = max(0.0, (float(u @ y) - _support(groups, u)) / upper)
+    # the bound (⟨u, y⟩ - σ_S(u))/‖u‖ is invariant under u ↦ u/c: use u/max|u| so that tiny
+    # residuals do not underflow in the inner products
+    u = u / float(np.max(np.abs(u)))
+    lower = max(0.0, (float(u @ y) - _support(groups, u)) / safe_norm(u))
     return x, lower, upper
 
 
@@ -156,7 +223,7 @@ def feasible_combination(y, groups, tol):
         return None
     lams = [_project_simplex(lam) for lam in _split(np.maximum(res.x, 0), sizes)]
     x = sum((A @ lam for A, lam in zip(groups, lams)), np.zeros_like(y))
-    return lams if float(np.linalg.norm(y - x)) <= tol else None
+    return lams if safe_norm(y - x) <= tol else None
 
 
 def min_norm_point(y: np.ndarray, groups: list[np.ndarray], *, rtol: float = 1e-10) -> DistanceResult:
@@ -164,11 +231,38 @@ def min_norm_point(y: np.ndarray, groups: list[np.ndarray], *, rtol: float = 1e-
 
     ``rtol`` is the relative gap (upper - lower) / max(1, upper) above which the fallback
     solvers are tried; whatever the outcome, the returned bounds are valid.
+
+    The problem is homogeneous: dist(c·y, c·S) = c·dist(y, S).  It is solved on the data divided
+    by a power of two 2^e near its largest entry (exact in binary floating point, so entries are
+    ≤ 1 and squares neither overflow nor underflow), and the bounds are scaled back by 2^e with
+    outward rounding.  If an entry is so small relative to the largest that it rounds in the
+    subnormal range, the distance (1-Lipschitz in y and in each point) moves by at most
+    (1 + #groups)·√d·2^-1074 in the scaled units, and the bounds are widened by that much.
     """
     y = np.asarray(y, dtype=np.float64)
     groups = [np.asarray(A, dtype=np.float64) for A in groups]
+    e = pow2_exponent(y, *groups)
+    ys, loss = rescale_exactly(y, e)
+    gs = []
+    for A in groups:
+        As, lossA = rescale_exactly(A, e)
+        gs.append(As)
+        loss = max(loss, lossA)
+    res = _min_norm_point_unit(ys, gs, rtol=rtol)
+    slack = (1 + len(groups)) * math.sqrt(max(1, y.size)) * loss
+    lo, hi = res.lower, res.upper
+    if slack > 0:  # widen outward (the sums are rounded away from the bound)
+        lo = max(0.0, float(np.nextafter(lo - slack, -np.inf)))
+        hi = float(np.nextafter(hi + slack, np.inf))
+    lower = ldexp_down(lo, e)
+    upper = ldexp_up(hi, e)
+    return DistanceResult(np.ldexp(res.point, e), res.weights, min(lower, upper), upper)
+
+
+def _min_norm_point_unit(y: np.ndarray, groups: list[np.ndarray], *, rtol: float) -> DistanceResult:
+    """``min_norm_point`` on data with entries ≤ 1 (no rescaling)."""
     if not groups:
-        n = float(np.linalg.norm(y))
+        n = safe_norm(y)
         return DistanceResult(np.zeros_like(y), (), n, n)
     # Single group with a single point, or y of dimension 0: closed form.
     if y.size == 0:
