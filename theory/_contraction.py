@@ -18,16 +18,26 @@ Any such ρ bounds the joint spectral radius from above, and ρ < 1 is exactly t
 contraction the fixed-set theorem needs ("Behind the scene: fixed-point theorem for
 set-valued mapping").  Norm equivalence: λ_min(P)‖x‖² ≤ ‖x‖_P² ≤ λ_max(P)‖x‖², so
 ‖x‖₂ ≤ ‖R⁻¹‖₂ ‖x‖_P and ‖x‖_P ≤ ‖R‖₂ ‖x‖₂ (fields ``norm_to_2`` and ``two_to_norm``).
+
+Scale.  Both problems are homogeneous: c·𝒜 contracts with factor |c|ρ in the same norm P.  All
+computations run on 𝒜/2^e, with 2^e a power of two near max|entry| (exact in binary floating
+point), and ρ is scaled back by 2^e rounded upward, so families from 1e-300 to 1e300 neither
+overflow nor underflow.  If an entry rounds in the subnormal range (data spanning more than
+2^1022), the scaled family moves by E with ‖E‖₂ ≤ n·2^-1074 and ρ is enlarged by κ(R)·‖E‖₂.
 """
 
 from __future__ import annotations
 
+import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from conservative import MatrixSet, as_matrix_stack
+from conservative._qp import ldexp_up, pow2_exponent, rescale_exactly
+
+from ._validate import check_count, check_time_limit, check_tolerance
 
 __all__ = ["as_square_family", "max_singular_value", "ContractionCertificate", "contraction_factor",
            "induced_norm", "certify_norm"]
@@ -48,10 +58,23 @@ def as_square_family(family, name: str = "family") -> np.ndarray:
     return arr
 
 
+def normalized_family(A: np.ndarray):
+    """(A/2^e, e, loss): the family divided by a power of two near its largest entry (see ``rescale_exactly``)."""
+    e = pow2_exponent(A)
+    An, loss = rescale_exactly(A, e)
+    return An, e, loss
+
+
 def max_singular_value(family) -> float:
-    """max_{A ∈ conv family} σ_max(A) = max_i ‖A_i‖₂ (Assumption A in the 2-norm)."""
+    """max_{A ∈ conv family} σ_max(A) = max_i ‖A_i‖₂ (Assumption A in the 2-norm).
+
+    Computed on the family divided by a power of two 2^e near its largest entry and scaled back
+    by 2^e (rounded upward), so that it is right from 1e-300 to 1e300.
+    """
     A = as_square_family(family)
-    return float(max(np.linalg.norm(a, 2) for a in A))
+    An, e, loss = normalized_family(A)
+    val = float(max(np.linalg.norm(a, 2) for a in An)) + A.shape[1] * loss
+    return ldexp_up(val, e)
 
 
 def _norm_margin(n: int, cond: float) -> float:
@@ -124,14 +147,25 @@ class ContractionCertificate:
         return f"ContractionCertificate({self.summary()})"
 
 
-def _certificate(A, P, norm, rho_2, srad, rho_solver=None, solver=None, message=""):
+def _certificate(A, P, norm, rho_2, srad, rho_solver=None, solver=None, message="", loss=0.0):
+    """Verified certificate for the (normalized) family A; ``loss`` is the entrywise rounding of
+    A with respect to the data it stands for (the bound is enlarged by κ(R)·n·loss)."""
     P = 0.5 * (P + P.T)
     R = np.linalg.cholesky(P).T
     cond = float(np.linalg.cond(R))
     vals = induced_norm(A, R)
     margin = _norm_margin(A.shape[1], cond)
-    rho = float(vals.max()) * (1.0 + margin)
+    rho = float(vals.max()) * (1.0 + margin) + cond * A.shape[1] * loss
     return ContractionCertificate(rho, P, norm, margin, rho_2, srad, rho_solver, solver, message)
+
+
+def _rescaled(cert: ContractionCertificate, e: int) -> ContractionCertificate:
+    """The certificate for 2^e·(family) from one for the family: P is unchanged, ρ scales by 2^e."""
+    if e == 0:
+        return cert
+    return replace(cert, rho=ldexp_up(cert.rho, e), rho_2norm=float(np.ldexp(cert.rho_2norm, e)),
+                   spectral_radius=float(np.ldexp(cert.spectral_radius, e)),
+                   rho_solver=None if cert.rho_solver is None else float(np.ldexp(cert.rho_solver, e)))
 
 
 def certify_norm(family, P) -> ContractionCertificate:
@@ -143,15 +177,19 @@ def certify_norm(family, P) -> ContractionCertificate:
     A = as_square_family(family)
     P = np.asarray(P, dtype=np.float64)
     n = A.shape[1]
-    if P.shape != (n, n):
+    if P.ndim != 2 or P.shape != (n, n):
         raise ValueError(f"P: expected a {n}×{n} matrix, got shape {P.shape}")
     if not np.all(np.isfinite(P)) or not np.allclose(P, P.T, rtol=1e-12, atol=0):
         raise ValueError("P: expected a finite symmetric matrix")
     if np.linalg.eigvalsh(0.5 * (P + P.T)).min() <= 0:
         raise ValueError("P: expected a positive definite matrix")
-    rho_2 = float(max(np.linalg.norm(a, 2) for a in A))
-    srad = float(max(np.abs(np.linalg.eigvals(a)).max() for a in A))
-    return _certificate(A, P, "2" if np.array_equal(P, np.eye(n)) else "ellipsoidal", rho_2, srad)
+    An, e, loss = normalized_family(A)
+    rho_2 = float(max(np.linalg.norm(a, 2) for a in An))
+    srad = float(max(np.abs(np.linalg.eigvals(a)).max() for a in An))
+    # P is scale-free: normalize it too (only its shape matters for the norm)
+    P = np.ldexp(P, -pow2_exponent(P))
+    cert = _certificate(An, P, "2" if np.array_equal(P, np.eye(n)) else "ellipsoidal", rho_2, srad, loss=loss)
+    return _rescaled(cert, e)
 
 
 class _FeasibilitySDP:
@@ -169,13 +207,17 @@ class _FeasibilitySDP:
             cons.append(0.5 * (M + M.T) >> 0)
         self.prob = cp.Problem(cp.Minimize(cp.trace(self.P)), cons)
 
-    def solve(self, rho, solver):
-        """(P or None, status string)."""
+    def solve(self, rho, solver, seconds=None):
+        """(P or None, status string); ``seconds`` caps the solver's own run time."""
         self.rho2.value = float(rho) ** 2
+        opts = {}
+        if seconds is not None:
+            opts = {"time_limit": max(float(seconds), 1e-3)} if solver == "CLARABEL" else \
+                   {"time_limit_secs": max(float(seconds), 1e-3)} if solver == "SCS" else {}
         try:
             with warnings.catch_warnings():  # inaccurate solutions are re-checked, not trusted
                 warnings.simplefilter("ignore", UserWarning)
-                self.prob.solve(solver=solver)
+                self.prob.solve(solver=solver, **opts)
         except Exception as exc:  # noqa: BLE001 - solver failure is reported, not hidden
             return None, f"solver error: {type(exc).__name__}: {exc}"
         P = self.P.value
@@ -187,7 +229,7 @@ class _FeasibilitySDP:
 
 
 def contraction_factor(family, *, method: str = "sdp", rtol: float = 1e-6, solver: str = "CLARABEL",
-                       max_bisections: int = 60) -> ContractionCertificate:
+                       max_bisections: int = 60, time_limit: float | None = None) -> ContractionCertificate:
     """Best certified ρ with ‖A‖ ≤ ρ for all A ∈ conv(family), in the 2-norm or an ellipsoidal norm.
 
     ``method="2-norm"`` returns max_i ‖A_i‖₂ (P = I).  ``method="sdp"`` (default) bisects on ρ
@@ -196,18 +238,37 @@ def contraction_factor(family, *, method: str = "sdp", rtol: float = 1e-6, solve
     relatively; each solution is re-checked with numpy and the *verified* value is reported.
     If the solver fails the 2-norm certificate is returned with a warning naming the solver and
     its status.  A family whose best ρ is ≥ 1 is reported with ``contracts == False``.
+    ``time_limit`` (seconds, optional) stops the bisection (and caps each solve); the best
+    verified certificate so far is returned and its ``message`` says that the limit was hit.
+    The SDP is solved for the family divided by a power of two near its largest entry (P is
+    the same for every positive multiple of the family) and ρ is scaled back, rounded upward.
     """
     A = as_square_family(family)
     if method not in ("sdp", "2-norm"):
         raise ValueError(f"method: expected 'sdp' or '2-norm', got {method!r}")
-    if not (isinstance(rtol, (int, float)) and rtol > 0):
-        raise ValueError(f"rtol: expected a positive relative tolerance, got {rtol!r}")
+    rtol = check_tolerance(rtol, "rtol")
+    max_bisections = check_count(max_bisections, "max_bisections")
+    deadline = None if time_limit is None else time.monotonic() + check_time_limit(time_limit)
+    An, e, loss = normalized_family(A)
+    cert, cut = _contraction_factor_unit(An, method, rtol, solver, max_bisections, deadline, loss)
+    if cut:
+        cert = replace(cert, message=(cert.message + "; " if cert.message else "") +
+                       f"bisection stopped by time_limit={time_limit:g}s")
+    cert = _rescaled(cert, e)
+    return _flag_noncontracting(cert, cert.spectral_radius)
+
+
+def _contraction_factor_unit(A, method, rtol, solver, max_bisections, deadline, loss=0.0):
+    """``contraction_factor`` on an already normalized family; returns (certificate, cut by deadline)."""
     n = A.shape[1]
     rho_2 = float(max(np.linalg.norm(a, 2) for a in A))
     srad = float(max(np.abs(np.linalg.eigvals(a)).max() for a in A))
-    best = _certificate(A, np.eye(n), "2", rho_2, srad)
+    best = _certificate(A, np.eye(n), "2", rho_2, srad, loss=loss)
+    cut = False
     if method == "2-norm" or n == 1 or rho_2 == 0.0:
-        return best
+        return best, cut
+    if deadline is not None and time.monotonic() >= deadline:
+        return best, True
     lo, hi = srad, best.rho
     statuses = []
     used = None
@@ -215,10 +276,17 @@ def contraction_factor(family, *, method: str = "sdp", rtol: float = 1e-6, solve
     for _ in range(max_bisections):
         if hi - lo <= rtol * max(hi, 1e-300):
             break
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            cut = True
+            break
         target = 0.5 * (lo + hi)
         P, status = None, None
         for s in ([solver, "SCS"] if solver != "SCS" else ["SCS"]):
-            P, status = sdp.solve(target, s)
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                break
+            P, status = sdp.solve(target, s) if left is None else sdp.solve(target, s, left)
             statuses.append(f"{s}: {status}")
             if P is not None or status in ("infeasible", "infeasible_inaccurate"):
                 used = s
@@ -227,21 +295,25 @@ def contraction_factor(family, *, method: str = "sdp", rtol: float = 1e-6, solve
             if status is not None and status.startswith("infeasible"):
                 lo = target
                 continue
+            if deadline is not None and (time.monotonic() >= deadline or status == "user_limit"):
+                cut = True  # the solve was stopped by the time limit, not a solver failure
+                break
             warnings.warn(f"contraction_factor: SDP solver failed at ρ = {target:.6g} ({'; '.join(statuses[-2:])}); "
                           f"returning the best verified certificate (ρ = {best.rho:.6g}, {best.norm} norm)",
-                          RuntimeWarning, stacklevel=2)
+                          RuntimeWarning, stacklevel=3)
             break
-        cert = _certificate(A, P / np.linalg.eigvalsh(P).min(), "ellipsoidal", rho_2, srad, target, used)
+        cert = _certificate(A, P / np.linalg.eigvalsh(P).min(), "ellipsoidal", rho_2, srad, target, used, loss=loss)
         if cert.rho < best.rho:
             best = cert
         # the solver accepted `target`; the verified value may be slightly above it
         hi = min(hi, max(cert.rho, target))
         if cert.rho > target * (1 + 1e-4):  # solver claims feasibility the data does not confirm
             lo = max(lo, target)  # stay honest: do not trust this target further
-    if not best.contracts:
-        best = ContractionCertificate(best.rho, best.P, best.norm, best.margin, best.rho_2norm, best.spectral_radius,
-                                      best.rho_solver, best.solver,
-                                      f"best ρ found is {best.rho:.6g} ≥ 1" +
-                                      (" and a member has spectral radius ≥ 1, so no norm can contract"
-                                       if srad >= 1 else ""))
-    return best
+    return best, cut
+
+
+def _flag_noncontracting(best, srad):
+    if best.contracts:
+        return best
+    return replace(best, message=f"best ρ found is {best.rho:.6g} ≥ 1" +
+                   (" and a member has spectral radius ≥ 1, so no norm can contract" if srad >= 1 else ""))

@@ -15,6 +15,12 @@ Certificate re-check (after the LPs): for each vertex v_j and member i the LP re
 ‖Ã_i v_j‖_𝒫 ≤ ‖c‖₁ + ‖B⁻¹ r‖₁ (+ a rounding margin).  By convexity and symmetry
 ‖A_i‖_𝒫 ≤ ρ̂ · max_{i,j}(‖c_ij‖₁ + ‖B⁻¹r_ij‖₁), which is the certified upper bound reported.
 
+Scale.  ρ̂ and the bound are homogeneous (c·𝒜 has ρ̂ and bound times |c|, the same polytope):
+the construction runs on 𝒜/2^e (a power of two near the largest entry, exact) and on products
+renormalized by powers of two at every factor, so that neither long words nor families of
+extreme scale over- or underflow; ``rho_hat`` and ``bound`` are scaled back (the bound rounded
+upward).  ``vertices`` describe the polytope of A/ρ̂, which does not depend on the scale.
+
 Only *real* leading eigenvalues that are strictly dominant in modulus are supported: a complex
 leading eigenvalue needs a complex (elliptic) polytope, which is not implemented; such
 candidates are rejected with an explanatory ``reason`` and the caller falls back to the other
@@ -23,14 +29,19 @@ upper bounds.
 
 from __future__ import annotations
 
+import math
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.optimize import linprog
 
-from ._contraction import as_square_family
+from conservative._qp import ldexp_up, pow2_exponent
 
-__all__ = ["InvariantPolytope", "invariant_polytope", "word_product"]
+from ._contraction import as_square_family, normalized_family
+from ._validate import check_count, check_time_limit, check_tolerance
+
+__all__ = ["InvariantPolytope", "invariant_polytope", "word_product", "scaled_word_product"]
 
 _EPS = np.finfo(np.float64).eps
 
@@ -43,12 +54,40 @@ def word_product(A: np.ndarray, word) -> np.ndarray:
     return P
 
 
+def scaled_word_product(A: np.ndarray, word) -> tuple[np.ndarray, int]:
+    """(Q, k) with A_{w_1}⋯A_{w_L} = 2^k·Q and max|Q| in [1/2, 1) (Q = 0, k = 0 for a zero product).
+
+    After each factor the running product is divided by a power of two near its largest entry
+    (exact), so words of any length of matrices of any scale neither overflow nor underflow.
+    """
+    Q = np.eye(A.shape[1])
+    k = 0
+    for i in word:
+        Q = Q @ A[i]
+        e = pow2_exponent(Q)
+        if e:
+            Q = np.ldexp(Q, -e)
+            k += e
+        if not np.any(Q):
+            return Q, 0
+    return Q, k
+
+
+def log_spectral_radius(A: np.ndarray, word) -> float:
+    """log ρ(A_word) (−inf for a nilpotent product), from ``scaled_word_product``."""
+    Q, k = scaled_word_product(A, word)
+    r = float(np.abs(np.linalg.eigvals(Q)).max())
+    return math.log(r) + k * math.log(2.0) if r > 0 else -math.inf
+
+
 @dataclass(frozen=True)
 class InvariantPolytope:
     """absconv(``vertices``) with A_i 𝒫 ⊆ ``bound``·𝒫 for every member (re-checked numerically).
 
     ``rho_hat`` = ρ(A_word)^{1/len(word)} (a lower bound on the JSR), ``bound`` ≥ the JSR.
-    ``success`` is False when the construction did not close; ``reason`` says why.
+    ``vertices`` span the polytope invariant under A_i/ρ̂ (scale-free).
+    ``success`` is False when the construction did not close; ``reason`` says why
+    (``timed_out`` when it was stopped by ``time_limit``).
     """
 
     word: tuple
@@ -57,6 +96,7 @@ class InvariantPolytope:
     bound: float
     success: bool
     reason: str = ""
+    timed_out: bool = False
 
     def __repr__(self) -> str:
         if not self.success:
@@ -87,8 +127,9 @@ def _basis_inverse(V: np.ndarray):
     return np.linalg.inv(B)
 
 
-def certify_polytope(A: np.ndarray, rho_hat: float, V: np.ndarray) -> float:
-    """Verified max_i ‖A_i‖_𝒫 / ρ̂ ... times ρ̂: an upper bound on the JSR (``inf`` if it fails)."""
+def certify_polytope(A: np.ndarray, rho_hat: float, V: np.ndarray, deadline: float | None = None) -> float:
+    """Verified max_i ‖A_i‖_𝒫 / ρ̂ ... times ρ̂: an upper bound on the JSR (``inf`` if it fails
+    or the ``deadline`` (time.monotonic) passes)."""
     n = A.shape[1]
     Binv = _basis_inverse(V)
     if Binv is None:
@@ -100,6 +141,8 @@ def certify_polytope(A: np.ndarray, rho_hat: float, V: np.ndarray) -> float:
         At = a / rho_hat
         anorm = float(np.abs(At).sum(axis=1).max())  # ‖Ã‖_∞
         for v in V:
+            if deadline is not None and time.monotonic() > deadline:
+                return np.inf
             y = At @ v
             c, status = _l1_member(V, y)
             if c is None:
@@ -111,31 +154,51 @@ def certify_polytope(A: np.ndarray, rho_hat: float, V: np.ndarray) -> float:
     return rho_hat * worst * (1 + 8 * n * _EPS)
 
 
-def invariant_polytope(A: np.ndarray, word, *, max_vertices: int = 400, accept: float = 1e-10
-                       ) -> InvariantPolytope:
+def invariant_polytope(A: np.ndarray, word, *, max_vertices: int = 400, accept: float = 1e-10,
+                       time_limit: float | None = None) -> InvariantPolytope:
     """Try to build a balanced invariant polytope for A/ρ̂ from the leading eigenvector of A_word.
 
     ``accept``: an image y with min ‖c‖₁ ≤ 1 + accept counts as inside (the final certificate
     accounts for the excess exactly, so this only trades polytope size against tightness).
+    ``time_limit`` (seconds, optional): stop and report failure (``timed_out``) when exceeded.
     """
     A = as_square_family(A)
+    max_vertices = check_count(max_vertices, "max_vertices")
+    accept = check_tolerance(accept, "accept", positive=False)
+    deadline = None if time_limit is None else time.monotonic() + check_time_limit(time_limit)
     word = tuple(int(i) for i in word)
     if not word or any(not 0 <= i < len(A) for i in word):
         raise ValueError(f"word: expected a non-empty sequence of indices in [0, {len(A)}), got {word}")
+    An, e, loss = normalized_family(A)
+    poly = _invariant_polytope_unit(An, word, max_vertices, accept, deadline)
+    if e == 0 and loss == 0:
+        return poly
+    bound = poly.bound
+    if loss > 0 and np.isfinite(bound):  # the normalized family is not exactly the data
+        return InvariantPolytope(poly.word, float(np.ldexp(poly.rho_hat, e)), poly.vertices, np.inf, False,
+                                 "entries below 2^-1022 of the largest were rounded when normalizing the "
+                                 "family: the polytope certificate would not be for the data")
+    return InvariantPolytope(poly.word, float(np.ldexp(poly.rho_hat, e)), poly.vertices,
+                             ldexp_up(bound, e) if np.isfinite(bound) else bound, poly.success, poly.reason,
+                             poly.timed_out)
+
+
+def _invariant_polytope_unit(A, word, max_vertices, accept, deadline) -> InvariantPolytope:
+    """``invariant_polytope`` on a normalized family (entries ≤ 1)."""
     n = A.shape[1]
     L = len(word)
-    Pi = word_product(A, word)
-    ev, evec = np.linalg.eig(Pi)
+    Q, k = scaled_word_product(A, word)
+    ev, evec = np.linalg.eig(Q)
     order = np.argsort(-np.abs(ev))
     lam = ev[order[0]]
-    rho_pi = float(abs(lam))
-    if rho_pi == 0.0:
+    rho_q = float(abs(lam))  # ρ(Π) = 2^k ρ(Q)
+    if rho_q == 0.0:
         return InvariantPolytope(word, 0.0, np.zeros((0, n)), np.inf, False, "the product is nilpotent")
-    rho_hat = rho_pi ** (1.0 / L)
-    if abs(lam.imag) > 1e-12 * rho_pi:
+    rho_hat = math.exp((math.log(rho_q) + k * math.log(2.0)) / L)
+    if abs(lam.imag) > 1e-12 * rho_q:
         return InvariantPolytope(word, rho_hat, np.zeros((0, n)), np.inf, False,
                                  "leading eigenvalue is complex: needs a complex (elliptic) polytope, not supported")
-    if n > 1 and abs(ev[order[1]]) > rho_pi * (1 - 1e-9):
+    if n > 1 and abs(ev[order[1]]) > rho_q * (1 - 1e-9):
         return InvariantPolytope(word, rho_hat, np.zeros((0, n)), np.inf, False,
                                  "leading eigenvalue is not strictly dominant in modulus")
     v = np.real(evec[:, order[0]])
@@ -153,6 +216,9 @@ def invariant_polytope(A: np.ndarray, word, *, max_vertices: int = 400, accept: 
         u = verts[queue[head]]
         head += 1
         for i in range(len(A)):
+            if deadline is not None and time.monotonic() > deadline:
+                return InvariantPolytope(word, rho_hat, np.array(verts), np.inf, False,
+                                         f"stopped by time_limit after {len(verts)} vertices", True)
             y = At[i] @ u
             V = np.array(verts)
             c, _ = _l1_member(V, y)
@@ -165,7 +231,10 @@ def invariant_polytope(A: np.ndarray, word, *, max_vertices: int = 400, accept: 
                                          f"more than max_vertices={max_vertices} vertices (the candidate may "
                                          "not be spectrum-maximizing, or the polytope is large)")
     V = np.array(verts)
-    bound = certify_polytope(A, rho_hat, V)
+    bound = certify_polytope(A, rho_hat, V, deadline)
+    if not np.isfinite(bound) and deadline is not None and time.monotonic() > deadline:
+        return InvariantPolytope(word, rho_hat, V, np.inf, False,
+                                 f"certificate re-check stopped by time_limit ({len(V)} vertices)", True)
     if not np.isfinite(bound):
         return InvariantPolytope(word, rho_hat, V, np.inf, False, "certificate re-check failed "
                                  "(polytope not full-dimensional or LP failure)")

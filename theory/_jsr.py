@@ -26,6 +26,18 @@ Every upper bound is recomputed from the data with numpy after the solver return
 a rounding margin; norms of products use the verified ellipsoidal norm.  Lower bounds are
 spectral radii computed by LAPACK (backward stable); for rational data
 ``exact_eigenvalues(family, word)`` recomputes the spectrum of a certificate exactly in sympy.
+
+Scale.  JSR(c·𝒜) = |c|·JSR(𝒜).  Everything is computed for the normalized family 𝒜/2^e, with
+2^e a power of two near the largest entry (an exact division in binary floating point), and
+products are kept as 2^k·Q with max|Q| < 1 (renormalized after every factor) so that neither
+long words nor extreme scales over- or underflow.  The bounds are scaled back by 2^e, the lower
+rounded down and the upper up.  The certificate objects (``upper_certificate``) are those of
+the normalized family 2^-e·𝒜, with e = ``JSRResult.scale_exponent``.
+
+Time.  ``time_limit`` is a deadline for the whole call: every stage (the SDP bisections, the
+branch and bound, the invariant polytope LPs, the lifted SDPs) checks it and receives the time
+left; the bounds certified so far are returned and ``JSRResult.cut`` names the stages that were
+stopped or skipped by it.
 """
 
 from __future__ import annotations
@@ -37,8 +49,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._contraction import as_square_family, contraction_factor
-from ._invariant_polytope import InvariantPolytope, invariant_polytope, word_product
+from conservative._qp import ldexp_down, ldexp_up, pow2_exponent
+
+from ._contraction import _contraction_factor_unit, as_square_family, normalized_family
+from ._invariant_polytope import _invariant_polytope_unit, log_spectral_radius, word_product
+from ._validate import check_count, check_counts, check_time_limit, check_tolerance
 
 __all__ = ["JSRResult", "jsr", "exact_eigenvalues", "exact_product", "symmetric_lift", "word_product"]
 
@@ -52,8 +67,10 @@ class JSRResult:
     ``certificate``: the word w (member indices, product A_{w_1}⋯A_{w_L} left to right) with
     lower = ρ(A_w)^{1/|w|}.  ``upper_method`` names the bound that gave ``upper`` and
     ``upper_certificate`` holds its witness (a ``ContractionCertificate`` for an ellipsoidal norm,
-    possibly of a lifted family, or an ``InvariantPolytope``).  ``exact`` is True when an
-    invariant polytope proved upper = lower up to the certificate's rounding margin.
+    possibly of a lifted family, or an ``InvariantPolytope``), for the normalized family
+    family / 2**``scale_exponent``.  ``exact`` is True when an invariant polytope proved
+    upper = lower up to the certificate's rounding margin.  ``cut`` names the stages that
+    ``time_limit`` stopped or skipped (empty when none was).
     """
 
     lower: float
@@ -65,6 +82,8 @@ class JSRResult:
     bounds: dict = field(default_factory=dict, repr=False)  # every upper bound tried
     depth: int = 0  # last complete level of the branch and bound
     seconds: float = 0.0
+    cut: tuple = ()  # stages stopped or skipped by time_limit
+    scale_exponent: int = 0  # upper_certificate is for the family divided by 2**scale_exponent
 
     @property
     def ratio(self) -> float:
@@ -81,8 +100,11 @@ class JSRResult:
         head = "JSR = " if self.exact else "JSR ∈ "
         val = (f"{self.lower:.12g} (exact: invariant polytope)" if self.exact
                else f"[{self.lower:.12g}, {self.upper:.12g}], ratio {self.ratio:.3g}")
-        return (f"{head}{val}; lower from word {word} (length {len(self.certificate)}), upper from "
-                f"{self.upper_method}; depth {self.depth}, {self.seconds:.2f}s")
+        out = (f"{head}{val}; lower from word {word} (length {len(self.certificate)}), upper from "
+               f"{self.upper_method}; depth {self.depth}, {self.seconds:.2f}s")
+        if self.cut:
+            out += "; cut by time_limit: " + ", ".join(self.cut)
+        return out
 
     def __repr__(self) -> str:
         return f"JSRResult({self.summary()})"
@@ -146,8 +168,25 @@ def exact_eigenvalues(family, word) -> dict:
 
 
 # ---------------------------------------------------------------------------- branch and bound
-def _spectral_radii(P: np.ndarray) -> np.ndarray:
-    return np.abs(np.linalg.eigvals(P)).max(axis=1)
+def _log_spectral_radii(Q: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """log ρ(2^k_j Q_j) for each product (−inf when nilpotent)."""
+    with np.errstate(divide="ignore"):
+        return np.log(np.abs(np.linalg.eigvals(Q)).max(axis=1)) + k * _LN2
+
+
+def _log_norms(Q: np.ndarray, k: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore"):
+        return np.log(np.linalg.norm(Q, 2, axis=(1, 2))) + k * _LN2
+
+
+def _renormalize(Q: np.ndarray, k: np.ndarray):
+    """Divide each product by a power of two near its largest entry (exact); track the exponent."""
+    m = np.abs(Q).max(axis=(1, 2))
+    e = np.where(m > 0, np.frexp(np.where(m > 0, m, 1.0))[1], 0)
+    return np.ldexp(Q, -e[:, None, None]), k + e
+
+
+_LN2 = math.log(2.0)
 
 
 def _primitive(word: tuple) -> tuple:
@@ -161,46 +200,63 @@ def _primitive(word: tuple) -> tuple:
 
 
 def _branch_and_bound(B, tol, max_length, max_products, deadline):
-    """Gripenberg's algorithm on the (already norm-transformed) family B, 2-norms of products."""
+    """Gripenberg's algorithm on the (already norm-transformed) family B, 2-norms of products.
+
+    Products are stored as 2^k·Q (``_renormalize``) and all bounds are handled as logarithms,
+    so no norm or spectral radius of a long product over- or underflows.  Returns
+    (log lower, best word, log upper, depth, candidates {primitive word: log value}, cut).
+    """
     k, n = B.shape[0], B.shape[1]
     words = np.arange(k)[:, None]
-    prods = B.copy()
-    norms = np.linalg.norm(prods, 2, axis=(1, 2))
-    mins = norms.copy()  # min_j ‖prefix_j‖^{1/j}
-    radii = _spectral_radii(prods)
-    lower = float(radii.max())
-    best = (int(np.argmax(radii)),)
+    prods, ex = _renormalize(B.copy(), np.zeros(k, dtype=np.int64))
+    lnorms = _log_norms(prods, ex)
+    lmins = lnorms.copy()  # min_j log‖prefix_j‖ / j
+    lradii = _log_spectral_radii(prods, ex)
+    lower = float(lradii.max())
+    best = (int(np.argmax(lradii)),)
     candidates = {_primitive(best): lower}
-    pruned_max = 0.0
-    upper = float(norms.max())
+    pruned_max = -math.inf
+    upper = float(lnorms.max())
     depth = 1
+    cut = False
+    log_tol = math.log1p(tol)
     for L in range(1, max_length + 1):
+        level_start = time.monotonic()
         if L > 1:
-            vals = radii ** (1.0 / L)
+            vals = lradii / L
             i = int(np.argmax(vals))
             if vals[i] > lower:
                 lower, best = float(vals[i]), tuple(int(x) for x in words[i])
             for j in np.argsort(-vals)[:4]:
-                if vals[j] >= lower * (1 - 1e-9):
+                if vals[j] >= lower + math.log1p(-1e-9):
                     w = _primitive(tuple(int(x) for x in words[j]))
-                    candidates[w] = max(candidates.get(w, 0.0), float(vals[j]))
-            mins = np.minimum(mins, norms ** (1.0 / L))
-        threshold = lower * (1 + tol)
-        keep = mins > threshold
+                    candidates[w] = max(candidates.get(w, -math.inf), float(vals[j]))
+            lmins = np.minimum(lmins, lnorms / L)
+        threshold = lower + log_tol
+        keep = lmins > threshold
         if np.any(~keep):
-            pruned_max = max(pruned_max, float(mins[~keep].max()))
-        level_upper = max(pruned_max, float(mins[keep].max()) if np.any(keep) else 0.0)
+            pruned_max = max(pruned_max, float(lmins[~keep].max()))
+        level_upper = max(pruned_max, float(lmins[keep].max()) if np.any(keep) else -math.inf)
         upper = min(upper, level_upper)
         depth = L
-        words, prods, mins = words[keep], prods[keep], mins[keep]
-        if len(words) == 0 or L == max_length or len(words) * k > max_products or time.monotonic() > deadline:
+        words, prods, ex, lmins = words[keep], prods[keep], ex[keep], lmins[keep]
+        if len(words) == 0 or L == max_length or len(words) * k > max_products:
             break
-        prods = (prods[:, None] @ B[None]).reshape(-1, n, n)
+        # stop when the next level (about k times this one) cannot finish before the deadline
+        now = time.monotonic()
+        if now > deadline or now + (now - level_start) * k * 1.2 > deadline:
+            cut = True
+            break
+        prods, ex = _renormalize((prods[:, None] @ B[None]).reshape(-1, n, n), np.repeat(ex, k))
         words = np.hstack([np.repeat(words, k, axis=0), np.tile(np.arange(k), len(words))[:, None]])
-        mins = np.repeat(mins, k)
-        norms = np.linalg.norm(prods, 2, axis=(1, 2))
-        radii = _spectral_radii(prods)
-    return lower, best, upper, depth, candidates
+        lmins = np.repeat(lmins, k)
+        lnorms = _log_norms(prods, ex)
+        lradii = _log_spectral_radii(prods, ex)
+    return lower, best, upper, depth, candidates, cut
+
+
+def _exp(x: float) -> float:
+    return math.exp(x) if x < 709.0 else math.inf
 
 
 def jsr(family, *, tol: float = 1e-6, max_length: int = 24, max_products: int = 200_000,
@@ -210,63 +266,95 @@ def jsr(family, *, tol: float = 1e-6, max_length: int = 24, max_products: int = 
 
     ``family``: a ``MatrixSet`` (its vertices) or a sequence/array of n×n matrices.
     ``tol``: relative target; the search stops once upper ≤ lower·(1 + tol).
-    ``max_length``/``max_products``/``time_limit`` cap the branch and bound (the bounds stay
-    valid when it stops early); ``lift_degrees`` are the SOS degrees d of the ellipsoidal norm
-    on symmetric tensor lifts (skipped when the lifted dimension exceeds ``max_lift_dim``).
+    ``max_length``/``max_products`` cap the branch and bound (the bounds stay valid when it
+    stops early); ``lift_degrees`` are the SOS degrees d of the ellipsoidal norm on symmetric
+    tensor lifts (skipped when the lifted dimension exceeds ``max_lift_dim``).
+    ``time_limit`` (seconds) is a deadline for the whole call: stages are stopped or skipped
+    when it passes and ``JSRResult.cut`` says which; the bounds returned are still certified.
     The result's ``certificate`` is the word of the lower bound; see ``JSRResult``.
+
+    The stages, in order: the ellipsoidal norm SDP on the family (degree 1), the branch and bound
+    in that norm, the invariant polytope from the best words (which may prove upper = lower),
+    then the SDPs on the lifts of degree ≥ 2 while the bounds are not within ``tol``.
     """
     t0 = time.monotonic()
     A = as_square_family(family)
-    if not (isinstance(tol, (int, float)) and tol > 0):
-        raise ValueError(f"tol: expected a positive relative tolerance, got {tol!r}")
+    tol = check_tolerance(tol, "tol")
     if tol < 1e-12:
         raise ValueError(f"tol: {tol:g} is below what float64 certificates can resolve (use tol ≥ 1e-12)")
-    if int(max_length) < 1:
-        raise ValueError(f"max_length: expected ≥ 1, got {max_length}")
-    deadline = t0 + float(time_limit)
+    max_length = check_count(max_length, "max_length")
+    max_products = check_count(max_products, "max_products")
+    lift_degrees = check_counts(lift_degrees, "lift_degrees")
+    max_lift_dim = check_count(max_lift_dim, "max_lift_dim")
+    max_polytope_vertices = check_count(max_polytope_vertices, "max_polytope_vertices")
+    time_limit = check_time_limit(time_limit)
+    if not isinstance(invariant_polytope_search, (bool, np.bool_)):
+        raise TypeError(f"invariant_polytope_search: expected a bool, got {type(invariant_polytope_search).__name__}")
+    if not isinstance(solver, str):
+        raise TypeError(f"solver: expected a solver name (str), got {type(solver).__name__}")
+    deadline = t0 + time_limit
     n = A.shape[1]
     if not np.any(A):
         return JSRResult(0.0, 0.0, (0,), "zero family", exact=True, seconds=time.monotonic() - t0)
-    bounds = {}
-    # (ii) ellipsoidal norms, on the family and on symmetric lifts
+    An, e, loss = normalized_family(A)
+
+    def stage_deadline(share):
+        now = time.monotonic()
+        return now + share * max(0.0, deadline - now)
+
+    cut = []
+    bounds = {}  # values on the normalized scale, rescaled at the end
     best_up, best_method, best_cert = math.inf, "", None
     norm_cert = None
-    for d in lift_degrees:
-        if math.comb(n + d - 1, d) > max_lift_dim or (d > 1 and n == 1):
-            continue
-        Ad = symmetric_lift(A, d)
-        cert = contraction_factor(Ad, method="sdp", rtol=min(1e-3, tol), solver=solver)
-        up = cert.rho ** (1.0 / d)
-        bounds[f"ellipsoidal norm, lift degree {d}"] = up
-        if d == 1:
-            norm_cert = cert
-        if up < best_up:
-            best_up, best_method, best_cert = up, f"ellipsoidal norm (SDP, lift degree {d})", cert
+    degrees = sorted(set(lift_degrees))
+    feasible = [d for d in degrees if (d == 1 or n > 1) and math.comb(n + d - 1, d) <= max_lift_dim]
+    # (ii, degree 1) ellipsoidal norm on the family
+    if 1 in feasible:
+        cert, was_cut = _contraction_factor_unit(An, "sdp", min(1e-3, tol), solver, 60, stage_deadline(0.35), loss)
+        if was_cut:
+            cut.append("ellipsoidal norm SDP (lift degree 1)")
+        bounds["ellipsoidal norm, lift degree 1"] = cert.rho
+        norm_cert = cert
+        best_up, best_method, best_cert = cert.rho, "ellipsoidal norm (SDP, lift degree 1)", cert
     # (i) branch and bound in the best degree-1 norm
     if norm_cert is not None:
         R = norm_cert.R
-        B = np.array([R @ a @ np.linalg.inv(R) for a in A])
+        B = np.array([R @ a @ np.linalg.inv(R) for a in An])
         margin = 64 * n * _EPS * max(1.0, float(np.linalg.cond(R)))
     else:
-        B, margin = A, 64 * n * _EPS
-    lower, word, gup, depth, candidates = _branch_and_bound(B, tol, int(max_length), int(max_products), deadline)
-    gup *= 1 + margin * depth
+        B, margin = An, 64 * n * _EPS
+    eB = pow2_exponent(B)
+    B = np.ldexp(B, -eB)  # JSR(B) = 2^-eB JSR(An): logarithms of bounds are shifted back by eB·ln 2
+    shift = eB * _LN2
+    llower, word, lgup, depth, candidates, bb_cut = _branch_and_bound(
+        B, tol, max_length, max_products, stage_deadline(0.5))
+    if bb_cut:
+        cut.append(f"branch and bound (at depth {depth})")
+    gup = _exp(lgup + shift) * (1 + margin * depth)
+    if loss > 0:
+        gup = math.inf  # products of the rounded family: no certificate for the data
     bounds[f"norms of products (branch and bound, depth {depth})"] = gup
     if gup < best_up:
         best_up, best_method, best_cert = gup, f"norms of products up to length {depth} (Gripenberg)", norm_cert
     # report the primitive word (w = u^k gives the same bound) and recompute its value
     word = _primitive(word)
-    lower = float(_spectral_radii(word_product(A, word)[None])[0] ** (1.0 / len(word)))
+    lower = _exp(log_spectral_radius(An, word) / len(word)) if np.any(An) else 0.0
     upper = max(best_up, lower)
     exact = False
     # (iii) invariant polytope from the best candidates: tries to prove upper = lower
-    if invariant_polytope_search:
+    if invariant_polytope_search and loss == 0:
         tried = 0
-        for w, val in sorted(candidates.items(), key=lambda t: (-t[1], len(t[0]))):
-            if val < lower * (1 - 1e-9) or tried >= 3 or time.monotonic() > deadline:
+        for w, lval in sorted(candidates.items(), key=lambda t: (-t[1], len(t[0]))):
+            val = _exp(lval + shift)
+            if val < lower * (1 - 1e-9) or tried >= 3:
+                break
+            if time.monotonic() > deadline:
+                cut.append("invariant polytope (not started)")
                 break
             tried += 1
-            poly: InvariantPolytope = invariant_polytope(A, w, max_vertices=max_polytope_vertices)
+            poly = _invariant_polytope_unit(An, w, max_polytope_vertices, 1e-10, stage_deadline(0.6))
+            if poly.timed_out:
+                cut.append(f"invariant polytope from word {w}")
             bounds[f"invariant polytope from word {w}"] = poly.bound if poly.success else poly.reason
             if poly.success:
                 if poly.rho_hat >= lower:
@@ -277,5 +365,30 @@ def jsr(family, *, tol: float = 1e-6, max_length: int = 24, max_products: int = 
                     best_method, best_cert = "invariant polytope (Guglielmi-Protasov)", poly
                     exact = proves
                     break
-    return JSRResult(float(lower), float(upper), tuple(int(i) for i in word), best_method, best_cert,
-                     exact, bounds, depth, time.monotonic() - t0)
+    # (ii, degree ≥ 2) ellipsoidal norms on symmetric lifts, while the bounds are apart
+    for d in feasible:
+        if d == 1 or exact or upper <= lower * (1 + tol) or loss > 0:
+            continue
+        left = deadline - time.monotonic()
+        N = math.comb(n + d - 1, d)
+        # setting up the lifted SDP (cvxpy compilation) cannot be interrupted: skip it when a
+        # rough estimate of that cost does not fit in the time left
+        if left <= 0 or 6e-7 * len(An) * N**4 > left:
+            cut.append(f"ellipsoidal norm SDP (lift degree {d}, not started)")
+            continue
+        Ad = symmetric_lift(An, d)  # entries below C(n+d-1, d): no over/underflow
+        cert, was_cut = _contraction_factor_unit(Ad, "sdp", min(1e-3, tol), solver, 60, stage_deadline(1.0))
+        if was_cut:
+            cut.append(f"ellipsoidal norm SDP (lift degree {d})")
+        up = _exp(math.log(cert.rho) / d) * (1 + 16 * _EPS) if cert.rho > 0 else 0.0
+        bounds[f"ellipsoidal norm, lift degree {d}"] = up
+        if up < upper:
+            upper = max(up, lower)
+            best_method, best_cert = f"ellipsoidal norm (SDP, lift degree {d})", cert
+    lower_out, upper_out = ldexp_down(lower, e), ldexp_up(upper, e)
+    bounds = {key: (ldexp_up(v, e) if isinstance(v, float) and np.isfinite(v) else v) for key, v in bounds.items()}
+    if loss > 0:
+        bounds["normalization"] = ("entries below 2^-1022 of the largest were rounded when dividing by a power "
+                                   "of two: only the degree-1 norm bound (enlarged by the rounding) is certified")
+    return JSRResult(float(lower_out), float(upper_out), tuple(int(i) for i in word), best_method, best_cert,
+                     exact, bounds, depth, time.monotonic() - t0, tuple(cut), e)
