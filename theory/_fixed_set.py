@@ -16,12 +16,25 @@ extreme points.  𝒦 is a ρ-contraction too and its fixed point is conv(fix �
 Norms.  ρ comes from ``contraction_factor``: ‖R A R⁻¹‖₂ ≤ ρ for all A in the family, P = RᵀR.
 X ↦ AX acts columnwise, so in the norm ‖X‖_{P,F} = ‖R X‖_F we have ‖AX‖_{P,F} ≤ ρ‖X‖_{P,F};
 Hausdorff distances are computed in that norm (as Frobenius distances between R·𝒳 and R·𝒴)
-and converted honestly with ‖X‖_F ≤ ‖R⁻¹‖₂ ‖X‖_{P,F}.
+and converted honestly with ‖X‖_F ≤ ‖R⁻¹‖₂ ‖X‖_{P,F}.  Every valid norm gives a valid bound, so
+the bounds are evaluated in the certified ellipsoidal norm *and* in the 2-norm when it contracts,
+and the smaller is kept: a badly conditioned P (κ(R) large) then does not cap the accuracy.
+
+Rounding.  The computed iterate Ŷ differs from the exact 𝒦(𝒳) by δ in the Hausdorff distance:
+each candidate A_i X_j + B_i is computed with entrywise error ≤ γ(|A_i||X_j| + |B_i|),
+γ = (n+2)·eps, and pruning to extreme points drops only points verified within the pruning
+tolerance of the kept hull.  With δ_P = ‖R‖₂·δ the bounds used are
+
+    dist_H(Ŷ, fix) ≤ ‖R⁻¹‖₂ [ρ/(1-ρ)·(h_P(𝒳, Ŷ) + δ_P) + δ_P]                 (a posteriori)
+
+(triangle inequality through 𝒦(𝒳)); the a-priori bound gets δ_P/(1-ρ) added.  They are true
+for the computed data; their floor is about κ(R)·δ/(1-ρ).
 """
 
 from __future__ import annotations
 
 import warnings
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,6 +42,9 @@ import numpy as np
 from conservative import MatrixSet, SetTooLargeError
 
 from ._contraction import ContractionCertificate, certify_norm, contraction_factor
+from ._validate import check_count, check_tolerance
+
+_EPS = np.finfo(np.float64).eps
 
 __all__ = ["FixedSetIteration", "fixed_set", "fixed_set_iteration", "as_block_family"]
 
@@ -94,17 +110,30 @@ class FixedSetIteration:
                 f"{len(self.sets[-1].vertices)} vertices)")
 
 
-def _step(A, B, X: MatrixSet, max_vertices: int) -> MatrixSet:
+def _step(A, B, X: MatrixSet, max_vertices: int) -> tuple[MatrixSet, float]:
+    """(Ŷ, δ): the computed conv 𝒥(X) pruned to extreme points, and a Frobenius bound δ on
+    dist_H(Ŷ, conv 𝒥(X)) from the rounding of the candidates and of the pruning (see module doc)."""
     Xv = X.vertices
     cand = (A[:, None] @ Xv[None] + B[:, None]).reshape(-1, *Xv.shape[1:])
     S = MatrixSet(cand)
     try:
-        S.enumerate_vertices(max_vertices=max_vertices)
+        V = S.enumerate_vertices(max_vertices=max_vertices)
     except SetTooLargeError as exc:
         raise SetTooLargeError(
             f"fixed_set: the iterate has more than max_vertices={max_vertices} extreme points "
             f"({len(cand)} candidates); raise max_vertices or loosen tol.") from exc
-    return MatrixSet(S.vertices)
+    n = A.shape[1]
+    mag = (np.abs(A)[:, None] @ np.abs(Xv)[None] + np.abs(B)[:, None]).reshape(len(cand), -1)
+    delta = (n + 2) * _EPS / (1 - (n + 2) * _EPS) * float(np.max(np.sqrt(np.sum((mag / mag.max()) ** 2, axis=1)))) \
+        * float(mag.max()) if mag.max() > 0 else 0.0
+    flat = cand.reshape(len(cand), -1)
+    if len(V) < len(np.unique(flat, axis=0)):
+        # points were dropped as lying in the hull of the kept ones: within the pruning tolerance
+        # 1e-12·max|P| (entrywise residual) or the rank cut 1e-13·max|P|·max(shape) of the
+        # affine hull (distance to the kept subspace), in Frobenius norm at most √(mn) times that
+        d = flat.shape[1]
+        delta += math.sqrt(d) * float(np.abs(flat).max()) * (1e-12 + 1e-13 * max(len(flat), d) * math.sqrt(d))
+    return MatrixSet(V), delta
 
 
 def _default_start(A, B) -> MatrixSet:
@@ -130,21 +159,23 @@ def fixed_set_iteration(family, steps: int, *, X0=None, contraction=None, max_ve
     ``contraction`` an optional ``ContractionCertificate`` (re-checked on this family).
     """
     A, B = as_block_family(family)
-    if int(steps) < 1:
-        raise ValueError(f"steps: expected ≥ 1, got {steps}")
+    steps = check_count(steps, "steps")
+    max_vertices = check_count(max_vertices, "max_vertices")
     cert = _check_contraction(A, contraction)
     R, rho, c = cert.R, cert.rho, cert.norm_to_2
     X = _start(X0, A, B)
-    sets, dists = [X], [np.inf]
-    for _ in range(int(steps)):
-        Xn = _step(A, B, X, max_vertices)
+    sets, dists, deltas = [X], [np.inf], [0.0]
+    for _ in range(steps):
+        Xn, delta = _step(A, B, X, max_vertices)
         dists.append(_hausdorff_upper(X, Xn, R))
+        deltas.append(cert.two_to_norm * delta)  # in the P-norm
         sets.append(Xn)
         X = Xn
     d = np.array(dists)
+    dP = np.maximum.accumulate(np.array(deltas))
     t = np.arange(len(sets))
-    a_priori = c * rho**t * d[1] / (1 - rho)
-    a_post = c * rho / (1 - rho) * d
+    a_priori = c * (rho**t * (d[1] + dP[1]) / (1 - rho) + dP / (1 - rho))
+    a_post = c * (rho / (1 - rho) * (d + dP) + dP)
     return FixedSetIteration(tuple(sets), a_priori, a_post, d, cert)
 
 
@@ -222,39 +253,51 @@ def fixed_set(family, *, tol: float = 1e-8, max_iter: int = 500, X0=None, contra
     approximation, see ``_merge_close``), which keeps the vertex count finite when the limit hull
     has infinitely many extreme points.  The returned X is the unmerged Y.
 
-    Raises ``ValueError`` when the A blocks do not contract (with the best ρ found) and for
-    tolerances below what the certified distance computations resolve; ``SetTooLargeError``
-    when an iterate exceeds ``max_vertices``; warns and returns the honest bound when
-    ``max_iter`` is reached or the bound stalls above ``tol``.
+    The bound is evaluated in the certified norm and in the 2-norm when it contracts (the
+    smaller wins) and includes the rounding of each computed iterate (see the module doc), so it
+    is true for the computed data; exact iterates (e.g. nilpotent or finite fixed sets) reach
+    any tol above that rounding floor.
+
+    Raises ``ValueError`` when the A blocks do not contract (with the best ρ found) and when
+    the certified bound stalls above ``tol`` (the message states the achievable floor);
+    ``SetTooLargeError`` when an iterate exceeds ``max_vertices``; warns and returns the honest
+    bound when ``max_iter`` is reached.
     """
     A, B = as_block_family(family)
-    if not (isinstance(tol, (int, float)) and np.isfinite(tol) and tol > 0):
-        raise ValueError(f"tol: expected a positive finite tolerance, got {tol!r}")
-    if int(max_iter) < 1:
-        raise ValueError(f"max_iter: expected ≥ 1, got {max_iter}")
+    tol = check_tolerance(tol, "tol")
+    max_iter = check_count(max_iter, "max_iter")
+    max_vertices = check_count(max_vertices, "max_vertices")
+    if not isinstance(merge, (bool, np.bool_)):
+        raise TypeError(f"merge: expected a bool, got {type(merge).__name__}")
     cert = _check_contraction(A, contraction)
-    R, rho, c = cert.R, cert.rho, cert.norm_to_2
+    norms = [cert]
+    if cert.norm != "2":
+        two = contraction_factor(A, method="2-norm")
+        if two.contracts:
+            norms.append(two)  # a second valid norm, perfectly conditioned
     X = _start(X0, A, B)
-    scale = max(1.0, float(np.abs(X.vertices).max()), float(np.abs(B).max()) / (1 - rho))
-    floor = 1e-10 * scale * c * cert.two_to_norm / (1 - rho)
-    if tol < floor:
-        raise ValueError(f"tol: {tol:g} is below the resolution of the certified distance computations "
-                         f"for this family (about {floor:.1e} = 1e-10 · scale · κ(R)/(1-ρ)); use tol ≥ {floor:.1e}")
-    eta = tol * (1 - rho) / (4 * max(rho, 1e-300) * c * cert.two_to_norm) if merge else 0.0
+    # merging radius: small enough for the best-conditioned norm's bound to stay below tol
+    eta_of = [tol * (1 - k.rho) / (4 * max(k.rho, 1e-300) * k.norm_to_2 * k.two_to_norm) for k in norms]
+    eta = max(eta_of) if merge else 0.0
     best, stall, err = np.inf, 0, np.inf
-    for t in range(1, int(max_iter) + 1):
-        Y = _step(A, B, X, max_vertices)
-        d = _hausdorff_upper(X, Y, R, need=0.5 * tol * (1 - rho) / (c * max(rho, 1e-300)))
-        err = c * rho / (1 - rho) * d
+    best_rho = min(k.rho for k in norms)
+    for t in range(1, max_iter + 1):
+        Y, delta = _step(A, B, X, max_vertices)
+        err = np.inf
+        for k in norms:
+            c, rho, dP = k.norm_to_2, k.rho, k.two_to_norm * delta
+            d = _hausdorff_upper(X, Y, k.R, need=0.5 * tol * (1 - rho) / (c * max(rho, 1e-300)))
+            err = min(err, c * (rho / (1 - rho) * (d + dP) + dP))
         if err <= tol:
             return Y, float(err)
-        stall = stall + 1 if err >= best * 0.999 else 0
+        stall = stall + 1 if err >= best * (1 - 0.1 * (1 - best_rho)) else 0
         best = min(best, err)
         if stall >= 8:
-            warnings.warn(f"fixed_set: the error bound stalls at {best:.3e} > tol={tol:g} after {t} iterations "
-                          "(distance computations at their accuracy floor); returning the honest bound",
-                          RuntimeWarning, stacklevel=2)
-            return Y, float(err)
+            raise ValueError(
+                f"tol: {tol:g} is below the resolution of the certified distance computations for this family: "
+                f"the certified error bound stalls at {best:.3e} after {t} iterations (rounding of the iterates "
+                f"and of the vertex pruning, amplified by κ(R)/(1-ρ)); the achievable floor is about {best:.1e}, "
+                f"use tol ≥ {best:.1e}")
         X = _merge_close(Y, eta)
     warnings.warn(f"fixed_set: tol={tol:g} not reached after max_iter={max_iter} iterations; "
                   f"returning the certified bound {err:.3e}", RuntimeWarning, stacklevel=2)
