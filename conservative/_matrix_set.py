@@ -104,6 +104,15 @@ def _check_tol(tol, name: str) -> float:
     return tol
 
 
+def _check_count(value, name: str, minimum: int = 1) -> int:
+    """An int ≥ ``minimum``; bools, floats and strings are a TypeError naming ``name``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name}: expected an integer, got {type(value).__name__} {value!r}")
+    if int(value) < minimum:
+        raise ValueError(f"{name}: expected an integer ≥ {minimum}, got {int(value)}")
+    return int(value)
+
+
 def _as_matrix(M, shape, name: str) -> np.ndarray:
     arr = _as_float_array(M, name)
     if arr.shape != tuple(shape):
@@ -279,7 +288,7 @@ class MatrixSet:
         certified LPs (``_hull.extreme_points``).  Raises ``SetTooLargeError`` when the number of
         candidates exceeds ``max_vertices`` (default ``MatrixSet.max_vertices`` = 4096).
         """
-        limit = self.max_vertices if max_vertices is None else int(max_vertices)
+        limit = self.max_vertices if max_vertices is None else _check_count(max_vertices, "max_vertices")
         if self._vertex_cache is not None:
             return self._vertex_cache.copy()
         m, n = self._shape
@@ -646,6 +655,7 @@ class MatrixSet:
     def split_columns(self, n1: int) -> tuple[MatrixSet, MatrixSet]:
         """The projections {X[:, :n1]} and {X[:, n1:]} (e.g. the ∂ₓF and ∂_θF blocks)."""
         m, n = self._shape
+        n1 = _check_count(n1, "n1")
         if not 0 < n1 < n:
             raise ValueError(f"n1: expected 0 < n1 < {n}, got {n1}")
         return (self.linear_image(lambda X: X[..., :n1], (m, n1)),

@@ -37,6 +37,7 @@ from conservative import MatrixSet
 
 from ._contraction import ContractionCertificate, certify_norm, contraction_factor
 from ._fixed_set import _check_contraction, as_block_family, fixed_set
+from ._validate import check_count, check_tolerance
 
 __all__ = ["ImplicitSet", "implicit_set", "LimitComparison", "compare_limits"]
 
@@ -89,9 +90,9 @@ def implicit_set(family, *, resolution: int = 50, contraction=None, max_samples:
     """
     A, B = as_block_family(family)
     k, n = A.shape[0], A.shape[1]
-    r = int(resolution)
-    if r < 1:
-        raise ValueError(f"resolution: expected a positive integer, got {resolution}")
+    r = check_count(resolution, "resolution")
+    max_samples = check_count(max_samples, "max_samples")
+    max_condition = check_tolerance(max_condition, "max_condition")
     count = math.comb(r + k - 1, k - 1)
     if count > max_samples:
         raise ValueError(f"resolution: {count} grid points for {k} vertices at resolution {r} exceed "
@@ -173,6 +174,9 @@ def compare_limits(family, *, resolution: int = 50, tol: float = 1e-8, max_inclu
     ``ContractionCertificate`` of the A blocks) reuse earlier computations.
     """
     A, B = as_block_family(family)
+    resolution = check_count(resolution, "resolution")
+    tol = check_tolerance(tol, "tol")
+    max_inclusion_checks = check_count(max_inclusion_checks, "max_inclusion_checks")
     cert = _check_contraction(A, contraction)
     if fixed is None:
         X, err = fixed_set(family, tol=tol, contraction=cert, **fixed_set_kwargs)
