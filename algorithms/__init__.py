@@ -34,7 +34,7 @@ from ._run import IterationMap, Solution, fixed_point_residual, run, solve
 # --- end issue 4 ---
 
 # --- estimators, implicit differentiation, smooth solvers (issue 5) ---
-from ._implicit import custom_fixed_point, custom_root, root_jvp
+from ._implicit import RESIDUAL_RTOL, ResidualWarning, custom_fixed_point, custom_root, root_jvp
 from ._interior_point import (
     QP,
     IPState,
@@ -44,7 +44,7 @@ from ._interior_point import (
     qp_residuals,
     qp_solve,
 )
-from ._iterate import MODES, DivergenceWarning, iterate
+from ._iterate import CHUNK_SECONDS, MAX_GROWTH, MODES, DivergenceWarning, iterate
 from ._linear_solve import (
     SOLVERS,
     IllConditionedWarning,

@@ -23,21 +23,64 @@ many iterations the solver ran.
 from __future__ import annotations
 
 import functools
+import warnings
 from typing import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jax import lax
 from jax.flatten_util import ravel_pytree
 
-from ._linear_solve import _validate, solve_linear
+from ._linear_solve import _validate, report, solve_linear
+
+
+#: Default ``residual_rtol``: implicit differentiation warns when ‖G(x, θ)‖ at the returned point
+#: exceeds this fraction of ‖G(init, θ)‖ (for fixed points, ‖T(x) − x‖ against ‖T(x_0) − x_0‖),
+#: i.e. when the solver has not reduced the residual by five orders of magnitude.
+RESIDUAL_RTOL = 1e-5
+
+_ROUNDOFF = 1e3 * float(np.finfo(np.float64).eps)
+
+
+class ResidualWarning(UserWarning):
+    """Implicit differentiation at a point that is not a root (fixed point) to the stated tolerance."""
+
+
+def _residual_ok(r, r0, floor, rtol):
+    """The returned point counts as a solution: residual reduced by ``rtol`` or at round-off."""
+    return (r <= rtol * r0) | (r <= floor)
+
+
+def _check_residual(name: str, rtol: float):
+    def check(r, r0, floor, traced):
+        r, r0, floor = float(np.max(r)), float(np.max(r0)), float(np.min(floor))
+        if _residual_ok(r, r0, floor, rtol):
+            return
+        rel = f" = {r / r0:.3e} × its value {r0:.3e} at the initial point" if r0 > 0 else \
+            " (the initial point has residual 0)"
+        warnings.warn(
+            f"implicit differentiation at a point that is not a solution: the {name} is {r:.3e}{rel}, "
+            f"above residual_rtol={rtol:.1e}; the implicit derivative is exact only at a solution "
+            "and its error grows with the distance to it (jaxopt paper, Theorem 1): run more "
+            "iterations (or raise `residual_rtol`)",
+            ResidualWarning, stacklevel=2,
+        )
+
+    return check
 
 
 def root_jvp(optimality_fun: Callable, x, args: tuple, targs: tuple, *, solve: str = "lu",
-             tol: float = 1e-10, maxiter: int | None = None, what: str = "∂₁G", checks: bool = True):
+             tol: float = 1e-10, maxiter: int | None = None, what: str = "∂₁G", checks: bool = True,
+             init=None, residual_rtol: float | None = None, residual_name: str = "optimality residual ‖G(x, θ)‖",
+             fixed_point_form: bool = False):
     """Tangent of x*(θ) along ``targs``: solve ∂₁G(x, θ) ẋ = -∂₂G(x, θ)·θ̇ (jaxopt paper, eq. (2)).
 
     ``x`` is a pytree (the root), ``args`` the tuple of arguments of ``optimality_fun(x, *args)``.
     Linear in ``targs`` and transposable, so reverse mode obtains the implicit VJP from it.
+    With ``init`` and ``residual_rtol``, a :class:`ResidualWarning` is issued (eagerly or from a
+    host callback) when ‖G(x, θ)‖ > ``residual_rtol`` · ‖G(init, θ)‖ and ‖G(x, θ)‖ is above the
+    round-off level 1e3·eps·‖∂₁G(x, θ)·x‖ (a solver started at a solution is not warned about).
     """
     flat_x, unravel = ravel_pytree(x)
 
@@ -56,10 +99,31 @@ def root_jvp(optimality_fun: Callable, x, args: tuple, targs: tuple, *, solve: s
 
     _, g_dot = jax.jvp(g_of_args, tuple(args), tuple(targs))
     x_dot = solve_linear(matvec, -g_dot, solve=solve, tol=tol, maxiter=maxiter, what=what, checks=checks)
+    if init is not None and residual_rtol is not None:
+        sg = lax.stop_gradient
+        r = jnp.linalg.norm(sg(g_val))
+        r0 = jnp.linalg.norm(sg(ravel_pytree(optimality_fun(init, *args))[0]))
+        # round-off level of G at x: its first-order size ‖∂₁G(x)·x‖ (plus ‖x‖ for G = x - T(x))
+        floor = _ROUNDOFF * (jnp.linalg.norm(sg(matvec(flat_x))) + jnp.linalg.norm(sg(flat_x)) * fixed_point_form)
+        x_dot = report(x_dot, _check_residual(residual_name, residual_rtol), r, r0, floor,
+                       flag=~_residual_ok(r, r0, floor, residual_rtol), scale=True)
     return unravel(x_dot)
 
 
-def _wrap(solver: Callable, optimality_fun: Callable, solve: str, tol: float, maxiter, what: str, checks: bool):
+def _validate_residual_rtol(residual_rtol):
+    if residual_rtol is not None and (isinstance(residual_rtol, bool) or not isinstance(residual_rtol, (int, float))
+                                      or not residual_rtol > 0):
+        raise ValueError(f"`residual_rtol` must be a positive number or None, got {residual_rtol!r}")
+
+
+def _check_callable(fun, name: str):
+    if not callable(fun):
+        raise TypeError(f"`{name}` must be a callable, got {fun!r}")
+
+
+def _wrap(solver: Callable, optimality_fun: Callable, solve: str, tol: float, maxiter, what: str, checks: bool,
+          residual_rtol: float | None, residual_name: str, fixed_point_form: bool = False):
+    _check_callable(solver, "solver")
     if not isinstance(checks, bool):
         raise TypeError(f"`checks` must be a bool, got {checks!r}")
 
@@ -73,7 +137,9 @@ def _wrap(solver: Callable, optimality_fun: Callable, solve: str, tol: float, ma
         _, *targs = tangents
         x = solver(init, *args)
         x_dot = root_jvp(optimality_fun, x, tuple(args), targs, solve=solve, tol=tol,
-                         maxiter=maxiter, what=what, checks=checks)
+                         maxiter=maxiter, what=what, checks=checks, init=init,
+                         residual_rtol=residual_rtol if checks else None, residual_name=residual_name,
+                         fixed_point_form=fixed_point_form)
         return x, x_dot
 
     @functools.wraps(solver)
@@ -89,7 +155,7 @@ def _wrap(solver: Callable, optimality_fun: Callable, solve: str, tol: float, ma
 
 
 def custom_root(optimality_fun: Callable, *, solve: str = "lu", tol: float = 1e-10,
-                maxiter: int | None = None, checks: bool = True):
+                maxiter: int | None = None, checks: bool = True, residual_rtol: float | None = RESIDUAL_RTOL):
     """Decorator adding implicit differentiation to ``solver(init, *args) → x*`` with G(x*, *args) = 0.
 
     Args:
@@ -99,9 +165,12 @@ def custom_root(optimality_fun: Callable, *, solve: str = "lu", tol: float = 1e-
         e.g. a Hessian), ``'cg'`` (symmetric definite), ``'gmres'``, ``'bicgstab'`` or
         ``'normal_cg'`` (matrix-free). Dense solvers factor once per point and check κ(∂₁G).
       tol, maxiter: relative residual and iteration cap of the matrix-free solvers.
-      checks: report an ill-conditioned/singular ∂₁G and a Krylov solve that stopped before
-        ``tol`` (default). ``False`` saves a fixed ≈ 20 µs per compiled call and reports nothing
+      checks: report an ill-conditioned/singular ∂₁G, a Krylov solve that stopped before
+        ``tol`` and a point that is not a root (``residual_rtol``) (default). ``False`` saves a fixed ≈ 20 µs per compiled call and reports nothing
         (see :func:`solve_linear`).
+      residual_rtol: warn (:class:`ResidualWarning`, with the value) when the derivative is taken
+        at a point with ‖G(x, θ)‖ > ``residual_rtol`` · ‖G(init, θ)‖, i.e. one that is not a root
+        to that relative accuracy (default :data:`RESIDUAL_RTOL`); None disables the check.
 
     The derivative is the implicit one *at the point the solver returns*; its error is governed by
     how far that point is from a root (jaxopt paper, §3, Theorem 1). ``init`` gets a zero derivative.
@@ -115,27 +184,35 @@ def custom_root(optimality_fun: Callable, *, solve: str = "lu", tol: float = 1e-
             return jnp.linalg.solve(X.T @ X + lam * jnp.eye(X.shape[1]), X.T @ y)
     """
     _validate(solve, tol, maxiter)
+    _validate_residual_rtol(residual_rtol)
+    _check_callable(optimality_fun, "optimality_fun")
 
     def decorator(solver):
-        return _wrap(solver, optimality_fun, solve, tol, maxiter, "∂₁G (the optimality map's Jacobian)", checks)
+        return _wrap(solver, optimality_fun, solve, tol, maxiter, "∂₁G (the optimality map's Jacobian)", checks,
+                     residual_rtol, "optimality residual ‖G(x, θ)‖")
 
     return decorator
 
 
 def custom_fixed_point(fixed_point_fun: Callable, *, solve: str = "lu", tol: float = 1e-10,
-                       maxiter: int | None = None, checks: bool = True):
+                       maxiter: int | None = None, checks: bool = True,
+                       residual_rtol: float | None = RESIDUAL_RTOL):
     """Decorator adding implicit differentiation to ``solver(init, *args) → x*`` with x* = T(x*, *args).
 
     Equivalent to :func:`custom_root` with the residual G(x, θ) = x - T(x, θ) (jaxopt paper,
     eq. (3)); the linear system is (I - ∂₁T) ẋ = ∂₂T θ̇, so a singular or ill-conditioned
-    I - ∂₁T at the returned point is reported with its condition number.
+    I - ∂₁T at the returned point is reported with its condition number, and a point that is not
+    a fixed point (‖T(x) − x‖ > ``residual_rtol`` · ‖T(init) − init‖) with a :class:`ResidualWarning`.
     """
     _validate(solve, tol, maxiter)
+    _validate_residual_rtol(residual_rtol)
+    _check_callable(fixed_point_fun, "fixed_point_fun")
 
     def residual(x, *args):
         return jax.tree_util.tree_map(jnp.subtract, x, fixed_point_fun(x, *args))
 
     def decorator(solver):
-        return _wrap(solver, residual, solve, tol, maxiter, "I - ∂ₓF (at the last iterate)", checks)
+        return _wrap(solver, residual, solve, tol, maxiter, "I - ∂ₓF (at the last iterate)", checks,
+                     residual_rtol, "fixed-point residual ‖F(x, θ) - x‖", fixed_point_form=True)
 
     return decorator

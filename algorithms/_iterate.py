@@ -21,13 +21,17 @@ For the iterates x_k(θ) = F(x_{k-1}(θ), θ) of an algorithm converging to x̄(
 The non-differentiated part of the loop runs on ``stop_gradient``-ed inputs inside a ``lax``
 loop, so reverse-mode memory does not grow with ``steps`` for implicit, one-step and truncated.
 
-Divergence: every step is checked for non-finite values; the first offending step is reported
-(``ValueError`` on concrete values, a ``RuntimeWarning`` from a host callback under ``jit``).
+Divergence: every step is checked for non-finite values and for growth beyond ``max_growth``
+times the initial scale; the first offending step is reported (``ValueError`` on concrete
+values, a :class:`DivergenceWarning` from a host callback under ``jit``). Implicit modes warn when
+the derivative is taken at a point that is not (yet) a fixed point (``residual_rtol``).
 """
 
 from __future__ import annotations
 
+import math
 import operator
+import time
 import warnings
 from typing import Callable
 
@@ -36,14 +40,17 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from ._implicit import custom_fixed_point, custom_root
-from ._linear_solve import _validate, report
+from conservative._divergence import MAX_GROWTH, check_max_growth, describe_divergence
+
+from ._implicit import RESIDUAL_RTOL, custom_fixed_point, custom_root
+from ._linear_solve import _is_traced, _validate, report
 
 MODES = ("autodiff", "implicit", "one_step", "truncated")
 
 
 class DivergenceWarning(RuntimeWarning):
-    """An iteration produced non-finite values (reported under a trace, where raising is not possible)."""
+    """An iteration diverged: non-finite values or growth beyond ``max_growth`` (reported under a
+    trace, where raising is not possible)."""
 
 
 def _check_pytree(tree, name: str, *, allow_int: bool = False):
@@ -72,17 +79,30 @@ def _check_pytree(tree, name: str, *, allow_int: bool = False):
         )
 
 
-def _divergence_check(steps_total: int, offset: int):
-    def check(first_bad, traced):
+#: Eager (untraced) loops run in compiled chunks of about this many seconds, so that Ctrl-C
+#: (KeyboardInterrupt) and a divergence stop the loop between chunks.
+CHUNK_SECONDS = 0.25
+
+_FMAX = float(np.finfo(np.float64).max)
+
+
+def _divergence_check(steps_total: int, max_growth: float | None):
+    def check(first_bad, value, scale, theta_finite, traced):
         fb = np.asarray(first_bad)
-        if np.any(fb >= 0):
-            step = int(fb[fb >= 0].min()) + offset
-            msg = (f"the iteration diverged: iterate x_{step} (step {step} of steps={steps_total}) "
-                   "contains non-finite values (inf/nan); reduce the step size or check F and x0")
-            if traced:
-                warnings.warn(msg, DivergenceWarning, stacklevel=2)
-            else:
-                raise ValueError(msg)
+        if not np.any(fb >= 0):
+            return
+        i = np.unravel_index(np.argmin(np.where(fb >= 0, fb, np.iinfo(fb.dtype).max)), fb.shape)
+        step, v, s = int(fb[i]), float(np.asarray(value)[i]), float(np.asarray(scale)[i])
+        what = describe_divergence(step, v, s, max_growth)
+        msg = f"the iteration diverged at step {step} of steps={steps_total}: {what}; "
+        if not bool(np.all(theta_finite)):
+            msg += "`theta` itself contains non-finite values (inf/nan): check the parameters"
+        else:
+            msg += "reduce the step size or check F and x0"
+        if traced:
+            warnings.warn(msg, DivergenceWarning, stacklevel=2)
+        else:
+            raise ValueError(msg)
 
     return check
 
@@ -91,22 +111,95 @@ def _all_finite(x):
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree_util.tree_leaves(x)]))
 
 
-def _run(F, x, theta, n: int, *, check: bool, steps_total: int, offset: int):
-    """x_{offset+n} from x_{offset} by n applications of F, in a lax loop, checking finiteness."""
-    if n == 0:
-        return x
-    if not check:
-        return lax.fori_loop(0, n, lambda _, x: F(x, theta), x)
+def _max_abs(x):
+    """‖x‖_∞ over all leaves of a pytree; nan when an entry is nan."""
+    return jnp.max(jnp.stack([jnp.max(jnp.abs(leaf), initial=0.0).astype(jnp.float64)
+                              for leaf in jax.tree_util.tree_leaves(x)]))
 
-    def body(i, carry):
-        x, first_bad = carry
+
+def _monitored_steps(F, theta, growth: float):
+    """Loop body over (x, k, first_bad, value, limit) for steps k → k + 1, checking divergence.
+
+    ``limit`` is ``growth`` · max(‖x_0‖_∞, ‖x_1‖_∞) (capped at the largest float, so that an
+    infinite entry always exceeds it); ``first_bad`` is the first step whose iterate has an
+    entry that is nan or above the limit, ``value`` its ‖x‖_∞.
+    """
+
+    def body(_, carry):
+        x, k, first_bad, value, limit = carry
         x = F(x, theta)
-        first_bad = jnp.where((first_bad < 0) & ~_all_finite(x), i + 1, first_bad)
-        return x, first_bad
+        k = k + 1
+        m = _max_abs(x)
+        limit = jnp.where(k == 1, jnp.minimum(jnp.maximum(limit, growth * m), _FMAX), limit)
+        new_bad = (first_bad < 0) & ~(m <= limit)
+        return (x, k, jnp.where(new_bad, k, first_bad), jnp.where(new_bad, m, value), limit)
 
-    x, first_bad = lax.fori_loop(0, n, body, (x, jnp.asarray(-1, jnp.int32)))
-    first_bad = lax.stop_gradient(first_bad)
-    return report(x, _divergence_check(steps_total, offset), first_bad, flag=first_bad >= 0)
+    return body
+
+
+def _loop_state(x, growth):
+    m0 = _max_abs(x)
+    return (jnp.asarray(0, jnp.int32), jnp.asarray(-1, jnp.int32), jnp.zeros((), jnp.float64),
+            jnp.minimum(growth * m0, _FMAX))
+
+
+def _run_eager(F, x, theta, n: int, growth: float):
+    """n steps on concrete values in compiled chunks whose length adapts to CHUNK_SECONDS.
+
+    One compiled program (the chunk length is a run-time argument); between chunks Python runs,
+    so a KeyboardInterrupt arrives within about a chunk, and a divergence stops the loop.
+    """
+    body = _monitored_steps(F, theta, growth)
+
+    @jax.jit
+    def chunk(state, count):
+        return lax.fori_loop(0, count, body, state)
+
+    state = (x, *_loop_state(x, growth))
+    done, count = 0, min(n, 16)
+    while done < n:
+        count = min(count, n - done)
+        t0 = time.perf_counter()
+        state = jax.block_until_ready(chunk(state, jnp.asarray(count, jnp.int32)))
+        dt = time.perf_counter() - t0
+        done += count
+        if int(state[2]) >= 0:
+            break
+        count = int(max(1, min(4 * count, count * CHUNK_SECONDS / max(dt, 1e-6))))
+    return state
+
+
+def _run(F, x, theta, n: int, *, max_growth: float | None, offset: int):
+    """x_{offset+n} from x_{offset} by n applications of F, with the divergence diagnostics.
+
+    Returns ``(x, (first_bad, value, scale))``: the first divergent step (-1 if none; counted
+    from x_0 of the whole run), ‖x‖_∞ there, and the initial scale max(‖x_0‖_∞, ‖x_1‖_∞).
+    """
+    growth = math.inf if max_growth is None else float(max_growth)
+    if n == 0:
+        return x, (jnp.asarray(-1, jnp.int32), jnp.zeros(()), _max_abs(x))
+    if not _is_traced((x, theta)):
+        x, _, first_bad, value, limit = _run_eager(F, x, theta, n, growth)
+    else:
+        state = (x, *_loop_state(x, growth))
+        x, _, first_bad, value, limit = lax.fori_loop(0, n, _monitored_steps(F, theta, growth), state)
+    first_bad, value, limit = (lax.stop_gradient(v) for v in (first_bad, value, limit))
+    first_bad = jnp.where(first_bad >= 0, first_bad + offset, first_bad)
+    scale = limit / growth if math.isfinite(growth) else _max_abs(lax.stop_gradient(x))
+    return x, (first_bad, value, scale)
+
+
+def _first_of(d1, d2):
+    """Diagnostics of two consecutive runs: the first divergent step of either."""
+    bad1 = d1[0] >= 0
+    return tuple(jnp.where(bad1, u, v) for u, v in zip(d1, d2))
+
+
+def _report_divergence(x, diag, theta, steps_total: int, max_growth: float | None):
+    first_bad, value, scale = diag
+    theta_finite = _all_finite(lax.stop_gradient(theta))
+    return report(x, _divergence_check(steps_total, max_growth), first_bad, value, scale, theta_finite,
+                  flag=first_bad >= 0)
 
 
 def _validate_args(steps, mode, truncate, x0, theta):
@@ -127,6 +220,10 @@ def _validate_args(steps, mode, truncate, x0, theta):
         raise ValueError(f"`truncate` is only used with mode='truncated' (got mode={mode!r})")
     _check_pytree(theta, "theta")
     _check_pytree(x0, "x0")
+    for name, tree in (("theta", theta), ("x0", x0)):
+        for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+            if not _is_traced(leaf) and not np.all(np.isfinite(np.asarray(leaf))):
+                raise ValueError(f"`{name}{jax.tree_util.keystr(path)}` contains non-finite values (inf/nan)")
 
 
 def _check_map_signature(F, x0, theta):
@@ -147,7 +244,8 @@ def _check_map_signature(F, x0, theta):
 
 def iterate(F: Callable, x0, theta, steps: int, *, mode: str = "autodiff", truncate: int | None = None,
             optimality_fun: Callable | None = None, solve: str = "lu", tol: float = 1e-10,
-            maxiter: int | None = None, check_finite: bool = True, checks: bool = True):
+            maxiter: int | None = None, check_finite: bool = True, checks: bool = True,
+            max_growth: float | None = MAX_GROWTH, residual_rtol: float | None = RESIDUAL_RTOL):
     """Run x_k = F(x_{k-1}, θ) for ``steps`` steps; derivatives in θ follow the chosen estimator.
 
     Args:
@@ -161,36 +259,68 @@ def iterate(F: Callable, x0, theta, steps: int, *, mode: str = "autodiff", trunc
       optimality_fun: for ``"implicit"`` only, an optional root form G(x, θ) = 0 of the fixed point
         (e.g. ``stationarity(f)`` for Newton's map) used instead of I - ∂ₓF.
       solve, tol, maxiter: linear solver of the implicit mode (see :func:`custom_root`).
-      check_finite: check every iterate for inf/nan and report the first bad step.
+      check_finite: check every iterate for divergence and report the first bad step: an entry
+        that is inf/nan, or ‖x_k‖_∞ > ``max_growth`` · max(‖x_0‖_∞, ‖x_1‖_∞) (see
+        ``conservative._divergence``). ``ValueError`` on concrete values, a :class:`DivergenceWarning`
+        under a trace. ``False`` drops the check (and the chunked eager loop).
       checks: for ``"implicit"``, report an ill-conditioned/singular linear system or a Krylov
         solve that did not converge (see :func:`custom_root`; ``False`` saves ≈ 20 µs per call).
+      max_growth: growth factor of the divergence check (> 1), or None for non-finite only.
+      residual_rtol: for ``"implicit"``, warn (:class:`ResidualWarning`) when the derivative is
+        taken at an iterate whose fixed-point residual ‖F(x_k, θ) - x_k‖ (or ‖G(x_k, θ)‖) exceeds
+        ``residual_rtol`` times its value at x_0 (see :func:`custom_root`); None disables.
+
+    Divergence and Ctrl-C: on concrete (untraced) inputs the loop runs in compiled chunks of about
+    :data:`CHUNK_SECONDS`, so it stops at the first divergent chunk and a KeyboardInterrupt is
+    honoured within about a chunk. Under ``jit``/``grad`` tracing it is one ``lax`` loop.
 
     Returns:
       x_steps, with the pytree structure of ``x0``.
     """
+    if not callable(F):
+        raise TypeError(f"`F` must be a callable iteration map F(x, theta) -> x, got {F!r}")
+    if optimality_fun is not None and not callable(optimality_fun):
+        raise TypeError(f"`optimality_fun` must be a callable G(x, theta) or None, got {optimality_fun!r}")
     _validate_args(steps, mode, truncate, x0, theta)
     if optimality_fun is not None and mode != "implicit":
         raise ValueError(f"`optimality_fun` is only used with mode='implicit' (got mode={mode!r})")
     _validate(solve, tol, maxiter)
+    if not isinstance(check_finite, bool):
+        raise TypeError(f"`check_finite` must be a bool, got {check_finite!r}")
+    check_max_growth(max_growth)
     _check_map_signature(F, x0, theta)
     steps = operator.index(steps)
-    run = lambda x, th, n, offset: _run(F, x, th, n, check=check_finite,  # noqa: E731
-                                        steps_total=steps, offset=offset)
     sg = lax.stop_gradient
 
+    def run(x, th, n, offset=0, upstream=None):
+        """n steps from x; divergence (here or ``upstream``) reported on the result."""
+        if not check_finite:
+            return lax.fori_loop(0, n, lambda _, x: F(x, th), x)
+        x, diag = _run(F, x, th, n, max_growth=max_growth, offset=offset)
+        if upstream is not None:
+            diag = _first_of(upstream, diag)
+        return _report_divergence(x, diag, th, steps, max_growth)
+
     if mode == "autodiff":
-        return run(x0, theta, steps, 0)
+        return run(x0, theta, steps)
     if mode == "one_step":
         truncate = 1
     if mode in ("one_step", "truncated"):
-        x_mid = run(sg(x0), sg(theta), steps - truncate, 0)
-        return run(x_mid, theta, truncate, steps - truncate)
+        # the undifferentiated steps' diagnostics travel to the report on the differentiated
+        # output, so that they survive dead-code elimination under jit(grad(...))
+        if not check_finite:
+            x_mid = lax.fori_loop(0, steps - truncate, lambda _, x: F(x, sg(theta)), sg(x0))
+            return run(x_mid, theta, truncate)
+        x_mid, diag = _run(F, sg(x0), sg(theta), steps - truncate, max_growth=max_growth, offset=0)
+        return run(x_mid, theta, truncate, steps - truncate, upstream=diag)
 
     def solver(init, th):
-        return run(init, th, steps, 0)
+        return run(init, th, steps)
 
     if optimality_fun is None:
-        wrapped = custom_fixed_point(F, solve=solve, tol=tol, maxiter=maxiter, checks=checks)(solver)
+        wrapped = custom_fixed_point(F, solve=solve, tol=tol, maxiter=maxiter, checks=checks,
+                                     residual_rtol=residual_rtol)(solver)
     else:
-        wrapped = custom_root(optimality_fun, solve=solve, tol=tol, maxiter=maxiter, checks=checks)(solver)
+        wrapped = custom_root(optimality_fun, solve=solve, tol=tol, maxiter=maxiter, checks=checks,
+                              residual_rtol=residual_rtol)(solver)
     return wrapped(sg(x0), theta)

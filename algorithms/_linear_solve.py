@@ -66,7 +66,33 @@ def _is_traced(values) -> bool:
     return any(isinstance(v, jax.core.Tracer) for v in jax.tree_util.tree_leaves(values))
 
 
-def report(attach, check: Callable[..., None], *values, flag=None):
+def host_values(*values):
+    """The concrete JAX arrays ``values`` as NumPy arrays, raising if their computation failed.
+
+    ``jax.block_until_ready`` comes first: it raises the error of a failed asynchronous
+    computation (e.g. out of memory), whereas converting such an array with ``np.asarray``
+    directly can block forever.
+    """
+    values = jax.block_until_ready(values)
+    return tuple(np.asarray(v) for v in values)
+
+
+@jax.custom_jvp
+def _tie(leaf, zero):
+    """``leaf + zero`` whose tangent is ``leaf_dot * (1 + zero)``: keeps ``zero`` (a host check's
+    result, exactly 0) alive in the primal and in the tangent computation, hence also in the
+    transpose, without changing any value."""
+    return leaf + zero
+
+
+@_tie.defjvp
+def _tie_jvp(primals, tangents):
+    leaf, zero = primals
+    leaf_dot, _ = tangents
+    return leaf + zero, leaf_dot * (1 + zero)
+
+
+def report(attach, check: Callable[..., None], *values, flag=None, scale: bool = False):
     """Run ``check(*values, traced=...)`` on concrete values now, else at run time; return ``attach``.
 
     ``check`` receives NumPy arrays and raises (``traced=False``) or warns (``traced=True``:
@@ -80,9 +106,15 @@ def report(attach, check: Callable[..., None], *values, flag=None):
     dominates small problems. ``flag`` (a boolean scalar, True when something is wrong) guards
     the callback with ``lax.cond`` so that a healthy run pays no host round trip; under ``vmap``
     both branches may run, so ``check`` must itself decide whether to warn.
+
+    The zero is tied to the primal *and* to the tangent of ``attach`` (``_tie``): under
+    ``jit(grad(...))`` the primal output is often unused and dead-code elimination would drop a
+    callback attached to it alone. ``scale=True`` attaches by ``leaf * (1 + zero)``: use it
+    when ``attach`` is itself a tangent computed inside a JVP rule (the transpose of a product
+    needs the factor, so reverse mode keeps the callback; an added constant would be dropped).
     """
     if not _is_traced(values):
-        check(*(np.asarray(v) for v in values), traced=False)
+        check(*host_values(*values), traced=False)
         return attach
     leaves, treedef = jax.tree_util.tree_flatten(attach)
     i = next((i for i, leaf in enumerate(leaves) if jnp.issubdtype(jnp.result_type(leaf), jnp.inexact)), None)
@@ -102,7 +134,7 @@ def report(attach, check: Callable[..., None], *values, flag=None):
                                  vmap_method="broadcast_all")
 
     zero = call() if flag is None else lax.cond(flag, call, lambda: jnp.zeros((), dtype))
-    leaves[i] = leaves[i] + zero
+    leaves[i] = leaves[i] * (1 + zero) if scale else _tie(leaves[i], zero)
     return jax.tree_util.tree_unflatten(treedef, leaves)
 
 

@@ -23,6 +23,8 @@ import numpy as np
 from jax import lax
 from jax.flatten_util import ravel_pytree
 
+from conservative._divergence import MAX_GROWTH, describe_divergence, first_divergent_step
+
 from ._iterate import MODES
 from ._linear_solve import DENSE_SOLVERS, factor
 
@@ -209,8 +211,16 @@ def estimator_errors(F: Callable, x0, theta, steps: Sequence[int], *,
     if "truncated" in modes:
         if truncate is None:
             raise ValueError("`truncate` is required when 'truncated' is in `modes`")
-        if isinstance(truncate, bool) or not isinstance(truncate, (int, np.integer)) or truncate < 1:
+        if isinstance(truncate, bool) or not isinstance(truncate, (int, np.integer)):
+            raise TypeError(f"`truncate` must be a positive int, got {truncate!r}")
+        if truncate < 1:
             raise ValueError(f"`truncate` must be a positive int, got {truncate!r}")
+    if isinstance(steps, (str, bytes)) or not hasattr(steps, "__iter__"):
+        raise TypeError(f"`steps` must be a sequence of positive ints, got {steps!r}")
+    steps = list(steps)
+    bad = [k for k in steps if isinstance(k, bool) or not isinstance(k, (int, np.integer))]
+    if bad:
+        raise TypeError(f"`steps` must contain ints (iteration counts), got {bad[0]!r} in {steps!r}")
     steps = [int(k) for k in steps]
     if not steps or min(steps) <= 0:
         raise ValueError(f"`steps` must be a non-empty list of positive ints, got {steps}")
@@ -228,11 +238,14 @@ def estimator_errors(F: Callable, x0, theta, steps: Sequence[int], *,
     trunc = int(truncate) if "truncated" in modes else None
     xs, e_ad, e_os, e_id, e_tr = _sweep(
         Ff, Gf, fx0, ft, jnp.asarray(jac_ref), max(steps), tuple(sorted(set(modes))), trunc, jnp.asarray(steps), ord)
-    xs = np.asarray(xs)
-    finite = np.all(np.isfinite(xs), axis=1)
-    if not finite.all():
-        first = int(np.argmin(finite)) + 1
-        raise ValueError(f"the iteration diverged: iterate x_{first} contains non-finite values (inf/nan)")
+    xs = np.asarray(jax.block_until_ready(xs))
+    with np.errstate(invalid="ignore"):
+        sup = np.concatenate([[np.max(np.abs(np.asarray(fx0)), initial=0.0)],
+                              np.where(np.all(np.isfinite(xs), axis=1), np.max(np.abs(xs), axis=1, initial=0.0), np.inf)])
+    first = first_divergent_step(sup)
+    if first >= 0:
+        raise ValueError(f"the iteration diverged at step {first}: "
+                         f"{describe_divergence(first, float(sup[first]), float(np.max(sup[:2])), MAX_GROWTH)}")
     idx = np.asarray(steps) - 1
     curves = {"autodiff": np.asarray(e_ad)[idx], "one_step": np.asarray(e_os)[idx],
               "implicit": np.asarray(e_id)[idx], "truncated": None if e_tr is None else np.asarray(e_tr)}

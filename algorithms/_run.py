@@ -12,19 +12,28 @@
 Both are pure JAX (jit-, vmap- and grad-friendly; reverse mode works because ``scan`` is used
 with a fixed number of steps). With ``tol`` the iteration is *frozen* once a step
 ‖x_{k+1} − x_k‖ is at most ``tol`` (x_{k+1} is kept, later rows repeat it), so shapes stay static.
-Outside a trace, non-finite iterates raise ``ValueError("iteration diverged at step k: …")``.
-Under ``jit`` that check cannot run (values are abstract): check ``jnp.isfinite`` yourself.
+Divergent iterates (an inf/nan entry, or growth beyond ``max_growth`` times the initial scale,
+see ``conservative._divergence``) raise ``ValueError("iteration diverged at step k: …")`` on
+concrete values and give a ``RuntimeWarning`` from a host callback under ``jit``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import warnings
 from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+
+from conservative._divergence import MAX_GROWTH, check_max_growth, describe_divergence, first_divergent_step
+
+from ._linear_solve import report
+
+_FMAX = float(np.finfo(np.float64).max)
 
 __all__ = ["IterationMap", "run", "solve", "Solution", "fixed_point_residual"]
 
@@ -105,39 +114,53 @@ def _as_float_state(x0):
     return jax.tree_util.tree_map(conv, x0)
 
 
-def _check_finite(F, trajectory, theta, first_index: int = 0):
-    """Raise ``ValueError`` at the first non-finite iterate of a concrete trajectory."""
-    if _is_traced(trajectory):
-        return
-    leaves = [np.asarray(leaf) for leaf in jax.tree_util.tree_leaves(trajectory)]
-    if not leaves:
-        return
-    n = leaves[0].shape[0]
-    finite = np.ones(n, dtype=bool)
-    for leaf in leaves:
-        finite &= np.isfinite(leaf.reshape(n, -1)).all(axis=1)
-    if finite.all():
-        return
-    k = int(np.argmin(finite))
-    name = getattr(F, "name", getattr(F, "__name__", "F"))
-    if k == 0:
-        raise ValueError(f"x0 is not finite (iteration map {name})")
-    last = jax.tree_util.tree_map(lambda leaf: leaf[k - 1], trajectory)
-    last_max = max(float(np.max(np.abs(np.asarray(leaf)), initial=0.0)) for leaf in jax.tree_util.tree_leaves(last))
-    msg = (
-        f"iteration diverged at step {k + first_index}: the iterate of {name} is not finite "
-        f"(the previous iterate has largest entry {last_max:.3g} in absolute value)"
-    )
-    diagnose = getattr(F, "diagnose", None)
-    if diagnose is not None and not _is_traced(theta):
-        try:
-            x0 = jax.tree_util.tree_map(lambda leaf: leaf[0], trajectory)
-            why = diagnose(x0, theta)
-        except Exception:  # the diagnosis is a courtesy: never hide the real error
-            why = None
-        if why:
-            msg += f"; {why}"
-    raise ValueError(msg)
+def _sup_norms(trajectory):
+    """‖x_k‖_∞ for every row k of a stacked trajectory (nan where a row has a nan entry)."""
+    rows = [jnp.max(jnp.abs(leaf.reshape(leaf.shape[0], -1)), axis=1, initial=0.0)
+            for leaf in jax.tree_util.tree_leaves(trajectory)]
+    return jnp.max(jnp.stack(rows), axis=0)
+
+
+def _divergence_check(F, trajectory, theta, max_growth):
+    """The check of :func:`run` on ‖x_k‖_∞ (see ``conservative._divergence``): raises on concrete
+    values, warns under a trace (message without the map's diagnosis, which needs values)."""
+
+    def check(sup_norms, traced):
+        k = first_divergent_step(sup_norms, max_growth)
+        if k < 0:
+            return
+        name = getattr(F, "name", getattr(F, "__name__", "F"))
+        if k == 0:
+            msg = f"x0 is not finite (iteration map {name})"
+        else:
+            scale = float(np.max(sup_norms[:2])) if k > 1 else float(sup_norms[0])
+            msg = (f"iteration diverged at step {k}: the iterate of {name} diverged: "
+                   f"{describe_divergence(k, float(sup_norms[k]), scale, max_growth)} "
+                   f"(the previous iterate has largest entry {float(sup_norms[k - 1]):.3g} in absolute value)")
+            diagnose = getattr(F, "diagnose", None)
+            if diagnose is not None and not traced and not _is_traced(theta):
+                try:
+                    x0 = jax.tree_util.tree_map(lambda leaf: leaf[0], trajectory)
+                    why = diagnose(x0, theta)
+                except Exception:  # the diagnosis is a courtesy: never hide the real error
+                    why = None
+                if why:
+                    msg += f"; {why}"
+        if traced:
+            warnings.warn(msg, RuntimeWarning, stacklevel=2)
+        else:
+            raise ValueError(msg)
+
+    return check
+
+
+def _check_trajectory(F, trajectory, theta, max_growth):
+    """Report the first divergent iterate of a stacked trajectory (returned, tied to the check)."""
+    sup = lax.stop_gradient(_sup_norms(trajectory))
+    growth = math.inf if max_growth is None else float(max_growth)
+    limit = jnp.minimum(growth * jnp.max(sup[:2]), float(np.finfo(np.float64).max))
+    flag = ~jnp.all(sup <= limit)
+    return report(trajectory, _divergence_check(F, trajectory, theta, max_growth), sup, flag=flag)
 
 
 def _step_fn(F, theta, tol):
@@ -161,7 +184,7 @@ def _check_steps(steps):
     return int(steps)
 
 
-def run(F, x0, theta, steps: int, *, tol: float | None = None):
+def run(F, x0, theta, steps: int, *, tol: float | None = None, max_growth: float | None = MAX_GROWTH):
     """The trajectory (x_0, x_1, …, x_steps) of x_{k+1} = F(x_k, θ), stacked on a leading axis.
 
     Args:
@@ -171,6 +194,9 @@ def run(F, x0, theta, steps: int, *, tol: float | None = None):
       steps: number of iterations K (a Python int).
       tol: if given, the iteration is frozen once ‖x_{k+1} − x_k‖ ≤ tol (later rows repeat
         the converged iterate; static shapes, still differentiable).
+      max_growth: divergence factor: x_k is divergent when an entry is inf/nan or
+        ‖x_k‖_∞ > max_growth · max(‖x_0‖_∞, ‖x_1‖_∞) (None: inf/nan only; see
+        ``conservative._divergence``).
 
     Returns:
       The stacked trajectory, a pytree like ``x0`` whose leaves have a leading axis of size
@@ -178,15 +204,16 @@ def run(F, x0, theta, steps: int, *, tol: float | None = None):
 
     Raises:
       TypeError: ``F(x0, θ)`` does not return a state shaped like ``x0`` (or θ lacks a key).
-      ValueError: outside a trace, an iterate is not finite: "iteration diverged at step k".
+      ValueError: outside a trace, an iterate diverged: "iteration diverged at step k".
+        Under a trace the same message is a ``RuntimeWarning`` from a host callback.
     """
     steps = _check_steps(steps)
+    check_max_growth(max_growth)
     x0 = _as_float_state(x0)
     _check_structure(F, x0, theta)
     _, xs = lax.scan(_step_fn(F, theta, tol), (x0, jnp.asarray(False)), None, length=steps)
     traj = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a[None], b], axis=0), x0, xs)
-    _check_finite(F, traj, theta)
-    return traj
+    return _check_trajectory(F, traj, theta, max_growth)
 
 
 @jax.tree_util.register_dataclass
@@ -200,7 +227,8 @@ class Solution:
     residual: jax.Array
 
 
-def solve(F, x0, theta, steps: int, *, tol: float | None = None) -> Solution:
+def solve(F, x0, theta, steps: int, *, tol: float | None = None,
+          max_growth: float | None = MAX_GROWTH) -> Solution:
     """Run K = ``steps`` iterations of F from x0 and report the last iterate and its residual.
 
     Memory is O(1) in ``steps`` (the trajectory is not stored). Same conventions and errors
@@ -208,11 +236,36 @@ def solve(F, x0, theta, steps: int, *, tol: float | None = None) -> Solution:
     iteration diverged is then found by re-running with the trajectory, outside traces only).
     """
     steps = _check_steps(steps)
+    check_max_growth(max_growth)
     x0 = _as_float_state(x0)
     _check_structure(F, x0, theta)
     step = _step_fn(F, theta, tol)
-    (x, _), _ = lax.scan(lambda c, _: (step(c, None)[0], None), (x0, jnp.asarray(False)), None, length=steps)
-    if not _is_traced(x) and not all(np.isfinite(np.asarray(leaf)).all() for leaf in jax.tree_util.tree_leaves(x)):
-        run(F, x0, theta, steps, tol=tol)  # raises with the step at which it diverged
+    growth = math.inf if max_growth is None else float(max_growth)
+    sup = lambda x: jnp.max(jnp.stack([jnp.max(jnp.abs(v), initial=0.0)  # noqa: E731
+                                       for v in jax.tree_util.tree_leaves(x)]))
+
+    def body(c, _):
+        (x, done), k, bad, limit = c
+        x, done = step((x, done), None)[0]
+        m = sup(x)
+        limit = jnp.where(k == 0, jnp.minimum(jnp.maximum(limit, growth * m), _FMAX), limit)
+        return ((x, done), k + 1, bad | ~(m <= limit), limit), None
+
+    m0 = sup(x0)
+    init = ((x0, jnp.asarray(False)), 0, ~(m0 <= _FMAX), jnp.minimum(growth * m0, _FMAX))
+    ((x, _), _, bad, _), _ = lax.scan(body, init, None, length=steps)
+    if not _is_traced((x, bad)):
+        if bool(bad):
+            run(F, x0, theta, steps, tol=tol, max_growth=max_growth)  # raises with the divergent step
+    else:
+        name = getattr(F, "name", getattr(F, "__name__", "F"))
+
+        def check(bad, traced):
+            if bool(np.any(bad)):
+                warnings.warn(f"iteration diverged within steps={steps}: an iterate of {name} has an inf/nan "
+                              f"entry or ‖x_k‖_∞ > max_growth={max_growth} × max(‖x_0‖_∞, ‖x_1‖_∞) (run "
+                              "`run` on concrete values to see the step)", RuntimeWarning, stacklevel=2)
+
+        x = report(x, check, bad, flag=bad)
     primal = getattr(F, "primal", _identity)(x, theta)
     return Solution(state=x, primal=primal, residual=fixed_point_residual(F, x, theta))

@@ -448,11 +448,7 @@ def _arg_extremum(ctx, name, p, v, out):
         return _V(out)
     candidates = [np.flatnonzero(tied[line]) for line in lines]
     count = math.prod(len(c) for c in candidates)
-    if count > ctx.choices.max_selections:
-        raise ValueError(
-            f"jacobian: {name} has {len(lines)} tied lines with {count} joint index selections, above "
-            f"max_selections={ctx.choices.max_selections}"
-        )
+    ctx.choices.check_limit(count, f"{name} has {len(lines)} tied lines with {count} joint index selections")
     bases = tuple(ctx.choices.new_group(len(c)) for c in candidates)
     base_val = np.asarray(out)
     table = np.empty(tuple(len(c) for c in candidates) + base_val.shape, dtype=base_val.dtype)
@@ -471,11 +467,8 @@ def _as_options(ctx, v):
     if v.amb is None:
         return v
     positions = np.flatnonzero(np.asarray(v.amb).ravel())
-    if 2 ** len(positions) > ctx.choices.max_selections:
-        raise ValueError(
-            f"jacobian: {len(positions)} tied comparisons used together need {2 ** len(positions)} joint "
-            f"selections, above max_selections={ctx.choices.max_selections}"
-        )
+    ctx.choices.check_limit(2 ** len(positions), f"{len(positions)} tied comparisons used together need "
+                            f"{2 ** len(positions)} joint selections")
     bases = tuple(ctx.choices.new_group(2) for _ in positions)
     val = np.asarray(v.val)
     table = np.empty((2,) * len(positions) + val.shape, dtype=val.dtype)
@@ -509,11 +502,7 @@ def _eval_options(ctx, eqn, invals):
     output that still depends on the option jumps there (``JumpError``, raised at the end)."""
     bases = tuple(dict.fromkeys(b for v in invals if v.alts is not None for b in v.alts[0]))
     shape = tuple(ctx.choices.size[b] for b in bases)
-    if math.prod(shape) > ctx.choices.max_selections:
-        raise ValueError(
-            f"jacobian: {math.prod(shape)} joint selections of tied argmax/argmin indices, above "
-            f"max_selections={ctx.choices.max_selections}"
-        )
+    ctx.choices.check_limit(math.prod(shape), f"{math.prod(shape)} joint selections of tied argmax/argmin indices")
     per_option = []
     for a in np.ndindex(shape):
         world = dict(zip(bases, a))
@@ -588,15 +577,11 @@ def _sort(ctx, eqn, invals, outs):
     res = [_V(o, bases.get(i)) if R.is_float(o) else _V(o) for i, o in enumerate(outs)]
     if not blocks:
         return res
-    limit = ctx.choices.max_selections
     mask = np.ones(size, dtype=bool)
     joint_blocks = []
     for P, S in blocks:
-        if math.factorial(len(S)) > limit:
-            raise ValueError(
-                f"jacobian: sort has a tie block of {len(S)} equal keys ({math.factorial(len(S))} "
-                f"orderings) above max_selections={limit}"
-            )
+        ctx.choices.check_limit(math.factorial(len(S)), f"sort has a tie block of {len(S)} equal keys "
+                                f"({math.factorial(len(S))} orderings)")
         mask[P] = False
         rows = np.concatenate([P + k * size for k in range(len(ops))])
         options = [_concat(ctx, [invals[i].rep.take_rows(S[list(pi)]) for i in ops], [len(S)] * len(ops))
@@ -621,11 +606,8 @@ def _permuted_options(ctx, flat_in, out, blocks, gids):
     if not live:
         return _V(out)
     count = math.prod(math.factorial(len(S)) for _, S, _ in live)
-    if count > ctx.choices.max_selections:
-        raise ValueError(
-            f"jacobian: sort permutes an integer operand (argsort indices) over {len(live)} tie blocks: "
-            f"{count} joint orderings, above max_selections={ctx.choices.max_selections}"
-        )
+    ctx.choices.check_limit(count, f"sort permutes an integer operand (argsort indices) over {len(live)} "
+                            f"tie blocks: {count} joint orderings")
     perms = [list(itertools.permutations(range(len(S)))) for _, S, _ in live]
     stable = np.asarray(out).ravel()
     table = np.empty(tuple(len(p) for p in perms) + (stable.size,), dtype=stable.dtype)
@@ -774,7 +756,9 @@ def value_and_jacobian(fun, argnums=0, *, tol: float = 0.0, max_selections: int 
         raise TypeError(f"fun: expected a callable, got {type(fun).__name__}")
     if not (isinstance(tol, (int, float)) and math.isfinite(tol) and tol >= 0):
         raise ValueError(f"tol: expected a finite nonnegative number, got {tol!r}")
-    if not (isinstance(max_selections, int) and max_selections >= 1):
+    if isinstance(max_selections, bool) or not isinstance(max_selections, (int, np.integer)):
+        raise TypeError(f"max_selections: expected a positive int, got {max_selections!r}")
+    if max_selections < 1:
         raise ValueError(f"max_selections: expected a positive int, got {max_selections!r}")
     if fast not in (None, True, False):
         raise ValueError(f"fast: expected None, True or False, got {fast!r}")

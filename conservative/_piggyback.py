@@ -27,6 +27,7 @@ import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
 
+from ._divergence import MAX_GROWTH, describe_divergence, first_divergent_step
 from ._jacobian import value_and_jacobian
 from ._matrix_set import MatrixSet, SetTooLargeError
 
@@ -138,8 +139,22 @@ def _initial_set(J0, n, p) -> MatrixSet:
     return S
 
 
+def _check_divergence(iterates, who: str):
+    """Raise at the newest iterate if it is divergent (criterion of ``_divergence``)."""
+    with np.errstate(invalid="ignore"):
+        sup = [float(np.max(np.abs(x), initial=0.0)) if np.all(np.isfinite(x)) else math.inf for x in iterates[:2]]
+        last = iterates[-1]
+        sup.append(float(np.max(np.abs(last), initial=0.0)) if np.all(np.isfinite(last)) else math.inf)
+    k = len(iterates) - 1
+    if first_divergent_step(sup if k >= 2 else sup[:k + 1]) >= 0:
+        raise ValueError(f"{who}: iteration diverged at step {k}: "
+                         f"{describe_divergence(k, sup[-1], max(sup[:2]), MAX_GROWTH)}")
+
+
 def _check_steps(steps):
-    if not isinstance(steps, (int, np.integer)) or steps < 0:
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)):
+        raise TypeError(f"steps: expected a nonnegative int, got {steps!r}")
+    if steps < 0:
         raise ValueError(f"steps: expected a nonnegative int, got {steps!r}")
 
 
@@ -184,9 +199,11 @@ def piggyback(F, x0, theta, steps: int, *, J0=None, limit: MatrixSet | None = No
             raise SetTooLargeError(f"piggyback, step {k}: {exc}") from exc
         J_ad = A @ J_ad + B
         x = jnp.asarray(x_next)
-        if not bool(jnp.all(jnp.isfinite(x))) or not np.all(np.isfinite(J_ad)):
-            raise ValueError(f"piggyback: iteration diverged at step {k + 1}: non-finite iterate or Jacobian")
         iterates.append(np.asarray(x))
+        _check_divergence(iterates, "piggyback")
+        if not np.all(np.isfinite(J_ad)):
+            raise ValueError(f"piggyback: the derivative recursion diverged at step {k + 1}: JAX's Jacobian "
+                             "of the iterate is not finite")
         ads.append(J_ad)
         sets.append(S)
 
@@ -231,13 +248,13 @@ def piggyback_vjp(F, x0, theta, steps: int, w, *, J0=None, tol: float = 0.0,
         raise ValueError(f"w: expected a cotangent of the final iterate with {n} entries, got shape {w.shape}")
     S0 = _initial_set(J0, n, p)
     vj = value_and_jacobian(Ff, argnums=(0, 1), tol=tol, fast=True)
-    JFs = []
+    JFs, iterates = [], [np.asarray(x)]
     for k in range(steps):
         x_next, JF = vj(x, t)
         JFs.append(JF)
         x = jnp.asarray(x_next)
-        if not bool(jnp.all(jnp.isfinite(x))):
-            raise ValueError(f"piggyback_vjp: iteration diverged at step {k + 1}")
+        iterates.append(np.asarray(x))
+        _check_divergence(iterates, "piggyback_vjp")
     # joint row vectors [w̄ᵀ, θ̄ᵀ]
     R = MatrixSet(np.concatenate([w, np.zeros(p)])[None, :])
     for JF in reversed(JFs):

@@ -37,6 +37,14 @@ __all__ = ["Choices", "JRep"]
 class Choices:
     """Registry of base choices and groups (union-find: merged groups point to their root)."""
 
+    def check_limit(self, count: int, what: str) -> None:
+        """Raise :class:`SetTooLargeError` when ``count`` selections exceed ``max_selections``."""
+        if count > self.max_selections:
+            raise SetTooLargeError(
+                f"jacobian: {what}, above max_selections={self.max_selections}. Raise it with "
+                "conservative.jacobian(..., max_selections=...), or move the point off the ties."
+            )
+
     def __init__(self, max_selections: int):
         self.max_selections = int(max_selections)
         self.parent: dict[int, int] = {}
@@ -69,12 +77,7 @@ class Choices:
             return roots[0]
         bases = tuple(b for r in roots for b in self.bases[r])
         count = math.prod(self.size[b] for b in bases)
-        if count > self.max_selections:
-            raise SetTooLargeError(
-                f"jacobian: {len(bases)} interacting ties need {count} joint selections, above "
-                f"max_selections={self.max_selections}. Raise it with "
-                "conservative.jacobian(..., max_selections=...), or move the point off the ties."
-            )
+        self.check_limit(count, f"{len(bases)} interacting ties need {count} joint selections")
         new = self._next
         self._next += 1
         self.parent[new] = new

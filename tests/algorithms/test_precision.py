@@ -86,7 +86,8 @@ def test_sweep_equals_the_jacobians_of_iterate():
     steps = [1, 3, 6]
     modes = ("autodiff", "implicit", "one_step", "truncated")
     jacobians = {(mode, k): np.asarray(jax.jit(flat_jacobian, static_argnums=0)(
-        lambda th: iterate(F_tree, x0, th, k, mode=mode, **({"truncate": min(3, k)} if mode == "truncated" else {})),
+        lambda th: iterate(F_tree, x0, th, k, mode=mode, **({"truncate": min(3, k)} if mode == "truncated" else
+                                                            {"residual_rtol": None} if mode == "implicit" else {})),
         theta)) for mode in modes for k in steps}
     for ord in (2, "fro"):
         res = estimator_errors(F_tree, x0, theta, steps, modes=modes, truncate=3, ord=ord)
@@ -105,8 +106,18 @@ def test_sweep_equals_the_jacobians_of_iterate():
 def test_bad_input_of_the_sweep():
     with pytest.raises(ValueError, match="`jac_ref` must have shape"):
         estimator_errors(F, X0, THETA, [5], x_ref=X0, jac_ref=np.zeros((4, 3)))
-    with pytest.raises(ValueError, match=r"diverged: iterate x_\d+"):
-        estimator_errors(lambda x, th: 1e200 * x + th, X0 + 1.0, THETA, [5], x_ref=X0, jac_ref=np.zeros((4, 4)))
+    with pytest.raises(ValueError, match=r"diverged at step 2: iterate x_2 contains non-finite"):
+        estimator_errors(lambda x, th: 1e200 * x + th, X0 + 1.0, THETA, [5], x_ref=X0, jac_ref=np.zeros((4, 4)),
+                         modes=("one_step",))
+    # growth without overflow is divergence too: x_k = 2^k x_0 passes 1e10 × the initial scale at k = 35
+    with pytest.raises(ValueError, match=r"diverged at step 35: ‖x_35‖_∞ = .* max_growth"):
+        estimator_errors(lambda x, th: 2.0 * x + 0.0 * th, X0 + 1.0, THETA, [60], x_ref=X0,
+                         jac_ref=np.zeros((4, 4)), modes=("one_step",))
+    for bad in ([2.7], [5, 2.0], [True], 5, "5"):
+        with pytest.raises(TypeError, match="`steps` must"):
+            estimator_errors(F, X0, THETA, bad, x_ref=X0, jac_ref=np.zeros((4, 4)))
+    with pytest.raises(TypeError, match="`truncate` must be a positive int"):
+        estimator_errors(F, X0, THETA, [5], modes=("truncated",), truncate=2.5, x_ref=X0, jac_ref=np.zeros((4, 4)))
     with pytest.raises(ValueError, match="`truncate` must be a positive int"):
         estimator_errors(F, X0, THETA, [5], modes=("truncated",), truncate=0, x_ref=X0, jac_ref=np.zeros((4, 4)))
     # ∂ₓF = I at every point: I - ∂ₓF singular, the implicit estimator does not exist

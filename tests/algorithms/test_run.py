@@ -84,10 +84,34 @@ def test_divergence_names_the_step_and_the_reason():
     msg = str(info.value)
     assert "2/L" in msg and "L ≈ 4" in msg and "step = 1" in msg
     k = int(msg.split("step ")[1].split(":")[0])
-    # |1 − 4| = 3 per step: overflow of float64 after log(1.8e308)/log 3 ≈ 646 steps
-    assert 600 < k < 700
+    # |1 − 4| = 3 per step from ‖x_1‖ = O(1): ‖x_k‖ passes 1e10 × the initial scale after
+    # log(1e10)/log 3 ≈ 21 more steps, long before float64 overflows (≈ 646 steps)
+    assert 20 <= k <= 25 and "max_growth" in msg
     with pytest.raises(ValueError, match="iteration diverged at step"):
         solve(F, jnp.ones(3), THETA, 2000)
+    # without the growth criterion only the overflow to inf is caught
+    with pytest.raises(ValueError, match="iteration diverged at step") as info:
+        run(F, jnp.ones(3), THETA, 2000, max_growth=None)
+    k = int(str(info.value).split("step ")[1].split(":")[0])
+    assert 600 < k < 700 and "non-finite" in str(info.value)
+
+
+def test_growth_without_overflow_is_divergence_and_is_reported_under_jit():
+    # x_k = 2^k x_0 never overflows in 300 steps (2^300 ≈ 2e90) but is plainly divergent
+    F = lambda x, th: 2.0 * x + th  # noqa: E731
+    with pytest.raises(ValueError, match=r"iteration diverged at step 3[0-9]:.*max_growth"):
+        run(F, jnp.ones(2), 0.0, 300)
+    with pytest.raises(ValueError, match="iteration diverged at step 3[0-9]"):
+        solve(F, jnp.ones(2), 0.0, 300)
+    with pytest.warns(RuntimeWarning, match="iteration diverged"):
+        jax.block_until_ready(jax.jit(lambda t: run(F, jnp.ones(2), t, 300))(0.0))
+    with pytest.warns(RuntimeWarning, match="iteration diverged within steps=300"):
+        jax.block_until_ready(jax.jit(lambda t: solve(F, jnp.ones(2), t, 300).state)(0.0))
+    # a slowly converging map travels far from a small start without being called divergent
+    G = lambda x, th: 0.999 * x + th  # noqa: E731 (x̄ = 1000·θ = 1e3 × ‖x_1‖)
+    assert float(solve(G, jnp.zeros(2), 1.0, 20000).state[0]) == pytest.approx(1000.0, rel=1e-6)
+    with pytest.raises(ValueError, match="max_growth"):
+        run(G, jnp.zeros(2), 1.0, 3, max_growth=0.5)
 
 
 def test_divergence_of_a_plain_function_and_nonfinite_x0():
@@ -98,9 +122,10 @@ def test_divergence_of_a_plain_function_and_nonfinite_x0():
         run(_quadratic_gd(), jnp.array([jnp.nan, 0.0, 0.0]), THETA, 3)
 
 
-def test_divergence_is_not_checked_under_jit():
+def test_divergence_is_reported_under_jit():
     F = _quadratic_gd(step=1.0)
-    traj = jax.jit(run, static_argnums=(0, 3))(F, jnp.ones(3), THETA, 2000)
+    with pytest.warns(RuntimeWarning, match=r"iteration diverged at step 2\d"):
+        traj = jax.block_until_ready(jax.jit(run, static_argnums=(0, 3))(F, jnp.ones(3), THETA, 2000))
     assert not np.all(np.isfinite(traj))
 
 

@@ -186,7 +186,7 @@ def test_argmax_at_tie_reading_different_values_jumps():
         jacobian(lambda x: (x * jnp.array([1.0, 2.0]))[jnp.argmax(x)])(jnp.array([1.0, 1.0]))
     with pytest.raises(JumpError, match="depends on a tie"):
         jacobian(lambda x: lax.cond(jnp.argmax(x) == 0, lambda: x[0], lambda: 2 * x[1]))(jnp.array([1.0, 1.0]))
-    with pytest.raises(ValueError, match="max_selections"):
+    with pytest.raises(SetTooLargeError, match="max_selections=8. Raise it"):
         jacobian(lambda X: jnp.sum(jnp.take_along_axis(X, jnp.argmax(X, axis=1)[:, None], axis=1)),
                  max_selections=8)(jnp.ones((4, 3)))
 
@@ -239,9 +239,15 @@ def test_bad_tol(tol):
         jacobian(relu, tol=tol)
 
 
-@pytest.mark.parametrize("ms", [0, -1, 2.5])
+@pytest.mark.parametrize("ms", [0, -1])
 def test_bad_max_selections(ms):
     with pytest.raises(ValueError, match="max_selections"):
+        jacobian(relu, max_selections=ms)
+
+
+@pytest.mark.parametrize("ms", [2.5, 8.0, True, "8"])
+def test_max_selections_must_be_an_int(ms):
+    with pytest.raises(TypeError, match="max_selections"):
         jacobian(relu, max_selections=ms)
 
 
@@ -284,8 +290,14 @@ def test_independent_ties_do_not_count_against_max_selections():
 
 
 def test_sort_tie_block_above_max_selections():
-    with pytest.raises(ValueError, match="max_selections"):
+    # every way of exceeding the limit raises the documented SetTooLargeError with the remedy
+    with pytest.raises(SetTooLargeError, match="max_selections=100. Raise it"):
         jacobian(jnp.sort, max_selections=100)(jnp.zeros(6))  # 720 orderings
+    with pytest.raises(SetTooLargeError, match="max_selections=100. Raise it"):
+        jacobian(lambda x: x[jnp.argsort(x)], max_selections=100)(jnp.zeros(6))
+    with pytest.raises(SetTooLargeError, match="max_selections=8. Raise it"):
+        jacobian(lambda x: jnp.piecewise(x, [x < 0, x >= 0], [lambda v: -v, lambda v: v]).sum() *
+                 jnp.where(x > 0, 1.0, 1.0).sum(), max_selections=8)(jnp.zeros(5))
 
 
 def test_tie_in_non_differentiated_argument_is_not_a_jump():

@@ -102,6 +102,14 @@ def test_divergence_is_reported_with_step():
     F = lambda x, th: 3.0 * x + th  # noqa: E731
     with pytest.raises(ValueError, match="diverged at step"):
         cv.piggyback(F, jnp.ones(1), jnp.ones(1), 2000)
+    # x_k = 2^k stays finite for 300 steps but grows past 1e10 × the initial scale at k = 35
+    G = lambda x, th: 2.0 * x + 0.0 * th  # noqa: E731
+    for run in (lambda: cv.piggyback(G, jnp.ones(1), jnp.ones(1), 300),
+                lambda: cv.piggyback_vjp(G, jnp.ones(1), jnp.ones(1), 300, jnp.ones(1))):
+        with pytest.raises(ValueError, match=r"diverged at step 35: ‖x_35‖_∞ = .* max_growth"):
+            run()
+    with pytest.raises(TypeError, match="steps"):
+        cv.piggyback(G, jnp.ones(1), jnp.ones(1), 2.5)
 
 
 def test_bad_input():
