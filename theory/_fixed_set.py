@@ -33,13 +33,14 @@ for the computed data; their floor is about κ(R)·δ/(1-ρ).
 
 from __future__ import annotations
 
-import warnings
 import math
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from conservative import MatrixSet, SetTooLargeError
+from conservative._qp import ldexp_up, pow2_exponent, rescale_exactly
 
 from ._contraction import ContractionCertificate, certify_norm, contraction_factor
 from ._validate import check_count, check_tolerance
@@ -151,6 +152,39 @@ def _start(X0, A, B):
     return X0
 
 
+def _normalized_start(X0, A, B):
+    """(B·2^-e, 𝒳_0·2^-e, e, τ): the problem rescaled by an exact power of two near max |B|, |X0|.
+
+    𝒦(𝒳) = conv{A X + B} is positively homogeneous in (B, 𝒳): the fixed set of (A, cB) is c times
+    that of (A, B) and the iterates from c𝒳_0 are c times the iterates from 𝒳_0, so the whole
+    computation runs on entries ≤ 1 (no overflow or underflow from the data's scale, e.g. B of
+    size 1e-300 or 1e300) and its sets and bounds are multiplied back by 2^e. τ bounds the
+    entrywise rounding of B·2^-e (nonzero only for entries pushed into the subnormal range).
+    """
+    X0 = None if X0 is None else (X0 if isinstance(X0, MatrixSet) else MatrixSet(X0))
+    e = pow2_exponent(B, *(() if X0 is None else (X0.vertices,)))
+    Bs, tau = rescale_exactly(B, e)
+    Xs = None if X0 is None else MatrixSet(rescale_exactly(X0.vertices, e)[0])
+    return Bs, _start(Xs, A, Bs), e, tau
+
+
+def _rounding_of_b(tau: float, B, cert) -> float:
+    """Frobenius bound on the move of fix 𝒥 when B is perturbed entrywise by τ (a ρ-contraction in
+    the P-norm moves its fixed set by at most ‖R‖₂‖ΔB‖_F/(1-ρ) there)."""
+    if tau == 0.0:
+        return 0.0
+    return cert.norm_to_2 * cert.two_to_norm * math.sqrt(B[0].size) * tau / (1 - cert.rho)
+
+
+def _scaled_back(X: MatrixSet, e: int) -> MatrixSet:
+    return MatrixSet(np.ldexp(X.vertices, e)) if e else X
+
+
+def _up(values, e: int):
+    """Bounds multiplied by 2^e, rounded upward."""
+    return np.array([ldexp_up(v, e) for v in np.ravel(values)]).reshape(np.shape(values))
+
+
 def fixed_set_iteration(family, steps: int, *, X0=None, contraction=None, max_vertices: int = 512
                         ) -> FixedSetIteration:
     """Run ``steps`` iterations of 𝒳_{t+1} = conv 𝒥(𝒳_t) and record both error bounds.
@@ -163,7 +197,7 @@ def fixed_set_iteration(family, steps: int, *, X0=None, contraction=None, max_ve
     max_vertices = check_count(max_vertices, "max_vertices")
     cert = _check_contraction(A, contraction)
     R, rho, c = cert.R, cert.rho, cert.norm_to_2
-    X = _start(X0, A, B)
+    B, X, e, tau = _normalized_start(X0, A, B)
     sets, dists, deltas = [X], [np.inf], [0.0]
     for _ in range(steps):
         Xn, delta = _step(A, B, X, max_vertices)
@@ -174,9 +208,10 @@ def fixed_set_iteration(family, steps: int, *, X0=None, contraction=None, max_ve
     d = np.array(dists)
     dP = np.maximum.accumulate(np.array(deltas))
     t = np.arange(len(sets))
-    a_priori = c * (rho**t * (d[1] + dP[1]) / (1 - rho) + dP / (1 - rho))
-    a_post = c * (rho / (1 - rho) * (d + dP) + dP)
-    return FixedSetIteration(tuple(sets), a_priori, a_post, d, cert)
+    a_priori = c * (rho**t * (d[1] + dP[1]) / (1 - rho) + dP / (1 - rho)) + _rounding_of_b(tau, B, cert)
+    a_post = c * (rho / (1 - rho) * (d + dP) + dP) + _rounding_of_b(tau, B, cert)
+    return FixedSetIteration(tuple(_scaled_back(X, e) for X in sets), _up(a_priori, e), _up(a_post, e),
+                             _up(d, e), cert)
 
 
 def _hull_distance_upper(v: np.ndarray, W: np.ndarray) -> float:
@@ -275,7 +310,12 @@ def fixed_set(family, *, tol: float = 1e-8, max_iter: int = 500, X0=None, contra
         two = contraction_factor(A, method="2-norm")
         if two.contracts:
             norms.append(two)  # a second valid norm, perfectly conditioned
-    X = _start(X0, A, B)
+    B, X, e, tau = _normalized_start(X0, A, B)
+    tol_given, tol = tol, float(np.ldexp(tol, -e))  # the tolerance of the rescaled problem
+    if not tol > 0:
+        raise ValueError(f"tol: {tol_given:g} is below the smallest positive float relative to the "
+                         f"family's scale 2^{e}")
+    extra = _rounding_of_b(tau, B, cert)
     # merging radius: small enough for the best-conditioned norm's bound to stay below tol
     eta_of = [tol * (1 - k.rho) / (4 * max(k.rho, 1e-300) * k.norm_to_2 * k.two_to_norm) for k in norms]
     eta = max(eta_of) if merge else 0.0
@@ -288,17 +328,20 @@ def fixed_set(family, *, tol: float = 1e-8, max_iter: int = 500, X0=None, contra
             c, rho, dP = k.norm_to_2, k.rho, k.two_to_norm * delta
             d = _hausdorff_upper(X, Y, k.R, need=0.5 * tol * (1 - rho) / (c * max(rho, 1e-300)))
             err = min(err, c * (rho / (1 - rho) * (d + dP) + dP))
+        err += extra
         if err <= tol:
-            return Y, float(err)
+            return _scaled_back(Y, e), ldexp_up(err, e)
         stall = stall + 1 if err >= best * (1 - 0.1 * (1 - best_rho)) else 0
         best = min(best, err)
         if stall >= 8:
+            floor = ldexp_up(best, e)
             raise ValueError(
-                f"tol: {tol:g} is below the resolution of the certified distance computations for this family: "
-                f"the certified error bound stalls at {best:.3e} after {t} iterations (rounding of the iterates "
-                f"and of the vertex pruning, amplified by κ(R)/(1-ρ)); the achievable floor is about {best:.1e}, "
-                f"use tol ≥ {best:.1e}")
+                f"tol: {tol_given:g} is below the resolution of the certified distance computations for this "
+                f"family: the certified error bound stalls at {floor:.3e} after {t} iterations (rounding of the "
+                f"iterates and of the vertex pruning, amplified by κ(R)/(1-ρ)); the achievable floor is about "
+                f"{floor:.1e}, use tol ≥ {floor:.1e}")
         X = _merge_close(Y, eta)
-    warnings.warn(f"fixed_set: tol={tol:g} not reached after max_iter={max_iter} iterations; "
+    err = ldexp_up(err, e)
+    warnings.warn(f"fixed_set: tol={tol_given:g} not reached after max_iter={max_iter} iterations; "
                   f"returning the certified bound {err:.3e}", RuntimeWarning, stacklevel=2)
-    return Y, float(err)
+    return _scaled_back(Y, e), err

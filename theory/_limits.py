@@ -42,6 +42,15 @@ from ._validate import check_count, check_tolerance
 __all__ = ["ImplicitSet", "implicit_set", "LimitComparison", "compare_limits"]
 
 
+def _row_norms(D: np.ndarray) -> np.ndarray:
+    """Euclidean norms of the rows of D without underflow or overflow of the squares (rows are
+    divided by their largest entry first), so distances stay true at scales like 1e-200 or 1e200."""
+    D = np.asarray(D, dtype=np.float64)
+    m = np.max(np.abs(D), axis=1, initial=0.0)
+    safe = np.where((m > 0) & np.isfinite(m), m, 1.0)
+    return np.where((m > 0) & np.isfinite(m), safe * np.linalg.norm(D / safe[:, None], axis=1), m)
+
+
 def _simplex_grid(k: int, r: int) -> np.ndarray:
     """All λ ∈ Δ_k with r·λ integer: C(r+k-1, k-1) points."""
     pts = []
@@ -73,7 +82,7 @@ class ImplicitSet:
 
     def distance(self, M) -> tuple[float, float]:
         """(lower, upper) bounds on d(M, J_imp): d(M, samples) - δ ≤ d ≤ d(M, samples)."""
-        d = float(np.min(np.linalg.norm((self.samples - np.asarray(M)).reshape(len(self.samples), -1), axis=1)))
+        d = float(np.min(_row_norms((self.samples - np.asarray(M)).reshape(len(self.samples), -1))))
         return max(0.0, d - self.covering_radius), d
 
     def __repr__(self) -> str:
@@ -120,8 +129,8 @@ def implicit_set(family, *, resolution: int = 50, contraction=None, max_samples:
         c = cert.condition / (1 - cert.rho)  # ≥ ‖(I - A)⁻¹‖₂ on the whole hull
         msup = c * max(float(np.linalg.norm(b, 2)) for b in B)
         V = np.concatenate([A, B], axis=2).reshape(k, -1)
-        spread = float(np.max(np.linalg.norm(V - V.mean(axis=0), axis=1)))
-        delta = c * math.sqrt(msup**2 + 1) * (k / r) * spread
+        spread = float(np.max(_row_norms(V - V.mean(axis=0))))
+        delta = c * math.hypot(msup, 1.0) * (k / r) * spread
     else:
         delta = math.inf
     return ImplicitSet(samples, W, vimg, r, float(delta), worst)
@@ -188,7 +197,7 @@ def compare_limits(family, *, resolution: int = 50, tol: float = 1e-8, max_inclu
     flat = imp.samples.reshape(len(imp.samples), -1)
     excess, witness = -1.0, None
     for v in X.vertices:
-        d = float(np.min(np.linalg.norm(flat - v.ravel(), axis=1)))
+        d = float(np.min(_row_norms(flat - v.ravel())))
         if d > excess:
             excess, witness = d, v
     excess_lower = max(0.0, excess - imp.covering_radius - err)

@@ -56,3 +56,27 @@ def test_iteration_bounds_include_rounding_and_hold():
     truth = MatrixSet(np.array([[[0.0]], [[2.0]]]))
     for t, S in enumerate(it.sets):
         assert float(hausdorff(S, truth)) <= it.error_bounds[t] + 1e-15
+
+
+@pytest.mark.parametrize("scale", [1e-300, 1e-200, 1e-160, 1e-100, 1e100, 1e200, 1e300])
+def test_fixed_set_is_homogeneous_in_b_at_every_scale(scale):
+    # fix(A, cB) = c·fix(A, B): the same set and the same relative bound from 1e-300 to 1e300
+    fam = np.array([[[0.5, 0.0, 1.0], [0.0, 0.25, 1.0]], [[0.25, 0.1, 0.0], [0.0, 0.5, 1.0]]])
+    X1, err1 = fixed_set(MatrixSet(fam), tol=1e-6)
+    scaled = fam.copy()
+    scaled[:, :, 2:] *= scale
+    Xc, errc = fixed_set(MatrixSet(scaled), tol=1e-6 * scale)
+    assert 0 < errc <= 1e-6 * scale
+    # both are within their bounds of the same set, so within err1 + errc/scale of each other
+    V1, Vc = X1.vertices, Xc.vertices / scale
+    from theory import hausdorff
+    h = float(hausdorff(MatrixSet(V1), MatrixSet(Vc)))
+    assert h <= err1 + errc / scale + 1e-12
+    it = fixed_set_iteration(MatrixSet(scaled), 30)
+    it1 = fixed_set_iteration(MatrixSet(fam), 30)
+    # the data differ by the rounding of ·scale (not a power of two): bounds agree where they are
+    # far above that rounding's effect, and stay finite and positive everywhere
+    b, b1 = it.error_bounds[1:] / scale, it1.error_bounds[1:]
+    big = b1 > 1e-4
+    np.testing.assert_allclose(b[big], b1[big], rtol=1e-6)
+    assert big.sum() >= 10 and np.all(np.isfinite(b)) and np.all(b > 0)

@@ -65,3 +65,13 @@ def test_compare_limits_reuses_a_fixed_set_and_rejects_a_wrong_one():
     assert abs(a.excess - b.excess) < 1e-9 and a.strict and b.strict
     with pytest.raises(ValueError, match="fixed"):
         compare_limits(family, fixed=(MatrixSet(np.zeros((1, 2, 2))), 0.0))
+
+
+@pytest.mark.parametrize("scale", [1e-200, 1.0, 1e200])
+def test_implicit_set_distances_do_not_underflow_or_overflow(scale):
+    # J_imp of {[a, b]} is {b / (1 - a)}: distances between points of size `scale` are of size `scale`
+    fam = np.array([[[0.5, 1.0 * scale]], [[0.25, 1.0 * scale]]])
+    imp = implicit_set(MatrixSet(fam), resolution=20)
+    lo, up = imp.distance(np.array([[5.0 * scale]]))
+    # the nearest point of J_imp = [4/3, 2]·scale is 2·scale: the distance is 3·scale
+    assert lo <= 3.0 * scale * (1 + 1e-12) and up >= 3.0 * scale * (1 - 1e-12) and up > 0
