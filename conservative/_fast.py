@@ -26,6 +26,8 @@ from jax import lax
 from . import _rules as R
 
 _TIE_PRIMS = {"max", "min", "abs", "clamp", "reduce_max", "reduce_min", "argmax", "argmin", "sort"} | R.JUMPS
+#: primitives with discrete results whose ties the fast path checks itself
+_DISCRETE_HANDLED = R.COMPARISONS | {"argmax", "argmin", "sort", "convert_element_type"}
 
 
 def _tied(name, params, vals, tol):
@@ -193,6 +195,17 @@ def trace_ties(jaxpr, consts, args, ambs, tol, deps=None):
                         out_amb = (ms[0] | ms[1]) & ~((~ms[0] & ~a) | (~ms[1] & ~b))
                     else:
                         out_amb = (ms[0] | ms[1]) & ~((~ms[0] & a) | (~ms[1] & b))
+            elif (name == "convert_element_type" and in_amb[0] is None and any_dep and R.is_float(vals[0])
+                  and not jnp.issubdtype(p["new_dtype"], jnp.inexact)):
+                # float → bool: tied at 0 (like x != 0); float → int: jumps at nonzero integers
+                x = jnp.asarray(vals[0], jnp.float64)
+                if p["new_dtype"] == jnp.bool_:
+                    out_amb = jnp.abs(x) <= tol
+                else:
+                    flag = flag | jnp.any((jnp.abs(x - jnp.round(x)) <= tol) & (jnp.round(x) != 0))
+            elif (name == "bitcast_convert_type" and in_amb[0] is None and any_dep and R.is_float(vals[0])
+                  and jnp.shape(outs[0]) == jnp.shape(vals[0])):
+                flag = flag | jnp.any(jnp.abs(jnp.asarray(vals[0], jnp.float64)) <= tol)  # the sign bit at 0
             elif name == "convert_element_type" and in_amb[0] is not None:
                 if jnp.issubdtype(p["new_dtype"], jnp.floating):
                     flag = flag | _any(in_amb[0])
@@ -212,6 +225,13 @@ def trace_ties(jaxpr, consts, args, ambs, tol, deps=None):
                     flag = flag | jnp.any(jnp.stack([_any(m) for m in in_amb if m is not None]))
             elif any(m is not None for m in in_amb):
                 flag = flag | jnp.any(jnp.stack([_any(m) for m in in_amb]))
+            elif (any_dep and name not in R.LOCALLY_CONSTANT and any(R.is_float(v) for v in vals)
+                  and not any(R.is_float(o) for o in outs) and name not in _DISCRETE_HANDLED):
+                # a discrete result of input-dependent floats without a rule: the interpreter decides
+                # (it raises NoRuleError instead of treating the result as locally constant)
+                flag = jnp.asarray(True)
+        if name in R.LOCALLY_CONSTANT:
+            out_dep = [False] * len(eqn.outvars)  # constant pieces: their jumps are flagged above
         for var, o, d in zip(eqn.outvars, outs, out_dep):
             if not isinstance(var, jcore.DropVar):
                 env[var] = o

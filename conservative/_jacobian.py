@@ -238,8 +238,22 @@ def _eval_eqn(ctx, eqn, invals):
     if name in R.JUMPS and invals[0].rep is not None and R.is_float(vals[0]):
         return [_jump(ctx, name, invals[0], _bind(eqn, vals)[0])]
     outs = _bind(eqn, vals)
-    if name in R.LOCALLY_CONSTANT or not any(R.is_float(o) for o in outs) or all(v.rep is None for v in invals):
+    if name in R.LOCALLY_CONSTANT or all(v.rep is None for v in invals):
         return [_V(o) for o in outs]
+    if not any(R.is_float(o) for o in outs):
+        # a discrete (integer/boolean) result of values that vary with the input: never assumed
+        # locally constant, since a kink or jump hides there (x.astype(bool) at 0, int casts at
+        # integers); casts get their jump rule, other primitives have none
+        if name == "convert_element_type" and R.is_float(vals[0]) and not jnp.issubdtype(outs[0].dtype, jnp.inexact):
+            return [_discrete_cast(ctx, invals[0], outs[0])]
+        if name == "bitcast_convert_type" and R.is_float(vals[0]) and np.shape(outs[0]) == np.shape(vals[0]):
+            return [_sign_bits(ctx, eqn, invals[0], outs[0])]
+        raise NoRuleError(
+            f"jacobian: no rule for primitive '{name}' with a {jnp.result_type(outs[0])} result computed from "
+            "values that depend on the differentiated input: its result may jump (the program would look "
+            "smooth where it is not). Rewrite it with comparisons, floor/round/sign or where, whose "
+            "kinks and jumps are tracked."
+        )
     if name not in R.SMOOTH:
         raise NoRuleError(
             f"jacobian: no rule for primitive '{name}'. If it is smooth (differentiable with a "
@@ -375,6 +389,44 @@ def _jump(ctx, name, v, out):
         return _V(out)
     o = np.asarray(out, np.float64)
     return _V(out, None, tied, opts=(np.where(tied, lo, o), np.where(tied, hi, o)))
+
+
+def _discrete_cast(ctx, v, out):
+    """A float → bool/int cast of an input-dependent value (``x.astype(bool)``, ``x.astype(int)``).
+
+    To bool it is the comparison x ≠ 0, tied at 0 (the value there, False, differs from both
+    sides, True): a tied boolean like any tied comparison, so ``x * x.astype(bool)`` at 0 has the
+    set [0, 1] of the two pieces. To an integer it truncates toward zero, which jumps at every
+    nonzero integer k: the pieces meeting there are k-1 | k (k > 0) and k | k+1 (k < 0); such a
+    value is ambiguous like ``floor`` at an integer (``JumpError`` where the output depends on it).
+    """
+    x = np.asarray(v.val, np.float64)
+    if jnp.result_type(out) == jnp.bool_:
+        return _V(out, None, R.tie(x, ctx.tol))
+    k = np.round(x)
+    tied = R.tie(x - k, ctx.tol) & (k != 0)
+    if not np.any(tied):
+        return _V(out)
+    o = np.asarray(out)
+    lo = np.where(k > 0, k - 1, k).astype(o.dtype)
+    hi = np.where(k > 0, k, k + 1).astype(o.dtype)
+    return _V(out, None, tied, opts=(np.where(tied, lo, o), np.where(tied, hi, o)))
+
+
+def _sign_bits(ctx, eqn, v, out):
+    """``bitcast_convert_type`` of an input-dependent float to an integer of the same width: the
+    bit pattern as used by ``jnp.signbit``/``jnp.copysign``, i.e. for its sign bit. The sign bit is
+    locally constant except at 0, where the two pieces are the negative and the positive side:
+    an ambiguous value with the options bits(-0.0) | bits(+0.0) (so ``copysign(1, y) * y`` at 0
+    has the set [-1, 1] of |y|). Other bit-level uses (mantissa bits) are outside the semantics."""
+    x = np.asarray(v.val, np.float64)
+    tied = R.tie(x, ctx.tol)
+    if not np.any(tied):
+        return _V(out)
+    zeros = np.zeros(np.shape(x), dtype=np.asarray(v.val).dtype)
+    bits = lambda z: np.asarray(eqn.primitive.bind(jnp.asarray(z), **eqn.params))  # noqa: E731
+    o = np.asarray(out)
+    return _V(out, None, tied, opts=(np.where(tied, bits(-zeros), o), np.where(tied, bits(zeros), o)))
 
 
 def _nonsmooth(ctx, eqn, invals):

@@ -46,7 +46,9 @@ LOCALLY_CONSTANT = {"sign", "floor", "ceil", "round", "stop_gradient", "nextafte
 #: locally constant except at their jumps (sign at 0, floor/ceil at integers, round at half-integers)
 JUMPS = {"sign", "floor", "ceil", "round"}
 
-COMPARISONS = {"lt", "le", "gt", "ge", "eq", "ne"}
+#: ``lt_to``/``le_to``/``eq_to`` are the total-order comparisons (NaN and -0 ordered) that
+#: ``jnp.searchsorted``, ``jnp.interp`` and ``jnp.digitize`` lower to: tied like ``lt``/``le``/``eq``
+COMPARISONS = {"lt", "le", "gt", "ge", "eq", "ne", "lt_to", "le_to", "eq_to"}
 LOGICAL = {"and", "or", "not", "xor"}
 NONSMOOTH = {"max", "min", "abs", "clamp", "select_n", "reduce_max", "reduce_min", "sort",
              "argmax", "argmin"}

@@ -9,6 +9,7 @@ import pytest
 from jax import lax
 
 from conservative import JumpError, MatrixSet, jacobian, value_and_jacobian
+import conservative as cv
 
 
 def sorted_vertices(S):
@@ -841,3 +842,55 @@ def test_fast_path_and_interpreter_agree_at_ties(f, x):
     assert results[0][0] == results[1][0]
     if results[0][0] == "set":
         np.testing.assert_allclose(results[0][1], results[1][1], atol=1e-12)
+
+
+# ------------------------------------------------------------------ discrete results of varying values
+def _both_paths(f, x):
+    """The set from the interpreter (first call) and from the compiled fast path (later calls)."""
+    jac = cv.jacobian(f)
+    first = jac(jnp.asarray(x))
+    second = jac(jnp.asarray(x))
+    forced = cv.jacobian(f, fast=True)(jnp.asarray(x))
+    return first, second, forced
+
+
+@pytest.mark.parametrize("f, x, expected", [
+    (lambda x: x * x.astype(bool), 0.0, [0.0, 1.0]),          # the function x: [0, 1] at 0
+    (lambda x: x * x.astype(bool), 2.0, [1.0]),
+    (lambda y: jnp.copysign(1.0, y) * y, 0.0, [-1.0, 1.0]),   # |y| through the sign bit
+    (lambda y: jnp.copysign(1.0, y) * y, -2.0, [-1.0]),
+    (lambda x: x * jnp.signbit(x), 0.0, [0.0, 1.0]),          # min(x, 0)·(-1)... x·1_{x<0}: [0, 1]
+    (lambda x: x + x.astype(int), 0.5, [1.0]),               # trunc is constant off the integers
+    (lambda x: x + x.astype(int), 0.0, [1.0]),               # and continuous at 0
+])
+def test_discrete_casts_of_varying_values_are_not_taken_as_constant(f, x, expected):
+    for S in _both_paths(f, x):
+        assert sorted(S.vertices.ravel().tolist()) == pytest.approx(expected)
+        assert S.contains(jax.jacfwd(f)(jnp.asarray(x)).reshape(1, 1), tol=1e-12)
+
+
+@pytest.mark.parametrize("f, x", [
+    (lambda x: x + x.astype(int), 1.0),                        # trunc jumps at 1
+    (lambda x: x + x.astype(int), -3.0),
+    (lambda x: x + jnp.digitize(x, jnp.array([0.0, 1.0, 2.0])), 1.0),
+])
+def test_jumps_of_integer_results_raise(f, x):
+    for call in (lambda: cv.jacobian(f)(jnp.asarray(x)), lambda: cv.jacobian(f, fast=True)(jnp.asarray(x))):
+        with pytest.raises(cv.JumpError):
+            call()
+
+
+def test_total_order_comparisons_are_tied_like_plain_ones():
+    # jnp.interp at a knot: the index from searchsorted (lt_to comparisons) is tied; never a singleton
+    f = lambda x: jnp.interp(x, jnp.array([0.0, 1.0, 2.0]), jnp.array([0.0, 1.0, 0.0]))  # noqa: E731
+    with pytest.raises(ValueError):
+        cv.jacobian(f)(jnp.asarray(1.0))
+    assert cv.jacobian(f)(jnp.asarray(0.5)).vertices.ravel().tolist() == [1.0]
+
+
+def test_bit_level_and_other_discrete_results_without_a_rule_raise():
+    # the two 32-bit halves of a float64: not a sign-bit use, no rule, a clear error at any point
+    f = lambda x: x * jax.lax.bitcast_convert_type(x, jnp.int32)[0].astype(x.dtype)  # noqa: E731
+    for call in (lambda: cv.jacobian(f)(jnp.asarray(1.5)), lambda: cv.jacobian(f, fast=True)(jnp.asarray(1.5))):
+        with pytest.raises(cv.NoRuleError, match="bitcast_convert_type"):
+            call()
