@@ -117,56 +117,95 @@ def _max_abs(x):
                               for leaf in jax.tree_util.tree_leaves(x)]))
 
 
-def _monitored_steps(F, theta, growth: float):
-    """Loop body over (x, k, first_bad, value, limit) for steps k → k + 1, checking divergence.
-
-    ``limit`` is ``growth`` · max(‖x_0‖_∞, ‖x_1‖_∞) (capped at the largest float, so that an
-    infinite entry always exceeds it); ``first_bad`` is the first step whose iterate has an
-    entry that is nan or above the limit, ``value`` its ‖x‖_∞.
-    """
+def _peak_steps(F, theta):
+    """Loop body over (x, peak): one step and the running max of ‖x_k‖_∞ (nan propagates).
+    The cheapest divergence check: one reduction and one scalar max per step."""
 
     def body(_, carry):
-        x, k, first_bad, value, limit = carry
+        x, peak = carry
         x = F(x, theta)
-        k = k + 1
-        m = _max_abs(x)
-        limit = jnp.where(k == 1, jnp.minimum(jnp.maximum(limit, growth * m), _FMAX), limit)
-        new_bad = (first_bad < 0) & ~(m <= limit)
-        return (x, k, jnp.where(new_bad, k, first_bad), jnp.where(new_bad, m, value), limit)
+        # stop_gradient: the check must not add a tangent carry to a differentiated loop
+        return x, jnp.maximum(peak, _max_abs(lax.stop_gradient(x)))
 
     return body
 
 
-def _loop_state(x, growth):
-    m0 = _max_abs(x)
-    return (jnp.asarray(0, jnp.int32), jnp.asarray(-1, jnp.int32), jnp.zeros((), jnp.float64),
-            jnp.minimum(growth * m0, _FMAX))
+#: Under a trace the peak of ‖x_k‖_∞ is taken every CHECK_EVERY steps (and at the last step):
+#: a per-step reduction would cost as much as the step itself for small maps. A divergent run is
+#: then re-run step by step (:func:`_locate`), so the reported step is exact.
+CHECK_EVERY = 16
+
+
+def _checked_blocks(F, theta, x, peak, count: int):
+    """``count`` steps from x; ``peak`` updated with ‖x‖_∞ every CHECK_EVERY steps and at the end."""
+    blocks, rest = divmod(count, CHECK_EVERY)
+    step = lambda _, x: F(x, theta)  # noqa: E731
+
+    def block(_, carry):
+        x, peak = carry
+        x = lax.fori_loop(0, CHECK_EVERY, step, x)
+        return x, jnp.maximum(peak, _max_abs(lax.stop_gradient(x)))
+
+    if blocks:
+        x, peak = lax.fori_loop(0, blocks, block, (x, peak))
+    if rest:
+        x = lax.fori_loop(0, rest, step, x)
+        peak = jnp.maximum(peak, _max_abs(lax.stop_gradient(x)))
+    return x, peak
+
+
+def _locate(F, x, theta, count, limit, peak):
+    """(k, value): the first of ``count`` steps from x whose iterate has ‖·‖_∞ not ≤ ``limit``
+    (1-based) and its ‖·‖_∞, by re-running them with per-step bookkeeping; called only once the
+    peak check failed. Falls back to (count, peak) should the re-run not reproduce it."""
+
+    def body(_, carry):
+        x, k, first_bad, value = carry
+        x = F(x, theta)
+        k = k + 1
+        m = _max_abs(x)
+        new_bad = (first_bad < 0) & ~(m <= limit)
+        return x, k, jnp.where(new_bad, k, first_bad), jnp.where(new_bad, m, value)
+
+    init = (x, jnp.asarray(0, jnp.int32), jnp.asarray(-1, jnp.int32), jnp.zeros((), jnp.float64))
+    _, _, first_bad, value = lax.fori_loop(0, count, body, init)
+    found = first_bad >= 0
+    return jnp.where(found, first_bad, count), jnp.where(found, value, peak)
 
 
 def _run_eager(F, x, theta, n: int, growth: float):
     """n steps on concrete values in compiled chunks whose length adapts to CHUNK_SECONDS.
 
     One compiled program (the chunk length is a run-time argument); between chunks Python runs,
-    so a KeyboardInterrupt arrives within about a chunk, and a divergence stops the loop.
+    so a KeyboardInterrupt arrives within about a chunk, and a divergent chunk stops the loop
+    (it is then re-run with per-step bookkeeping to locate the divergent iterate).
+    Returns (x_n, first_bad (-1 if none), value, scale).
     """
-    body = _monitored_steps(F, theta, growth)
 
     @jax.jit
     def chunk(state, count):
-        return lax.fori_loop(0, count, body, state)
+        return lax.fori_loop(0, count, _peak_steps(F, theta), state)
 
-    state = (x, *_loop_state(x, growth))
-    done, count = 0, min(n, 16)
-    while done < n:
+    m0 = float(_max_abs(x))
+    state = jax.block_until_ready(chunk((x, jnp.asarray(m0)), jnp.asarray(1, jnp.int32)))
+    scale = max(m0, float(state[1])) if np.isfinite(m0) else m0
+    limit = min(growth * scale, _FMAX) if np.isfinite(scale) else math.nan
+    start, done, count = (x, 0), 1, 16
+    while True:
+        if not float(state[1]) <= limit:  # nan or above the limit within the last chunk
+            (x_start, k0), c = start, done - start[1]
+            k, value = jax.jit(_locate, static_argnums=0)(F, x_start, theta, jnp.asarray(c, jnp.int32),
+                                                          jnp.asarray(limit), state[1])
+            return state[0], k0 + int(k), float(value), scale
+        if done >= n:
+            return state[0], -1, 0.0, scale
         count = min(count, n - done)
+        start = (state[0], done)
         t0 = time.perf_counter()
         state = jax.block_until_ready(chunk(state, jnp.asarray(count, jnp.int32)))
         dt = time.perf_counter() - t0
         done += count
-        if int(state[2]) >= 0:
-            break
         count = int(max(1, min(4 * count, count * CHUNK_SECONDS / max(dt, 1e-6))))
-    return state
 
 
 def _run(F, x, theta, n: int, *, max_growth: float | None, offset: int):
@@ -174,18 +213,29 @@ def _run(F, x, theta, n: int, *, max_growth: float | None, offset: int):
 
     Returns ``(x, (first_bad, value, scale))``: the first divergent step (-1 if none; counted
     from x_0 of the whole run), ‖x‖_∞ there, and the initial scale max(‖x_0‖_∞, ‖x_1‖_∞).
+    Per step only the running max of ‖x_k‖_∞ is kept; the divergent step is located afterwards,
+    by a second pass that runs only when the check failed.
     """
     growth = math.inf if max_growth is None else float(max_growth)
     if n == 0:
         return x, (jnp.asarray(-1, jnp.int32), jnp.zeros(()), _max_abs(x))
     if not _is_traced((x, theta)):
-        x, _, first_bad, value, limit = _run_eager(F, x, theta, n, growth)
-    else:
-        state = (x, *_loop_state(x, growth))
-        x, _, first_bad, value, limit = lax.fori_loop(0, n, _monitored_steps(F, theta, growth), state)
-    first_bad, value, limit = (lax.stop_gradient(v) for v in (first_bad, value, limit))
+        x, first_bad, value, scale = _run_eager(F, x, theta, n, growth)
+        first_bad = first_bad + offset if first_bad >= 0 else -1
+        return x, (jnp.asarray(first_bad, jnp.int32), jnp.asarray(value), jnp.asarray(scale))
+    sg = lax.stop_gradient
+    x0 = x
+    m0 = _max_abs(sg(x0))
+    x1 = F(x0, theta)
+    m1 = _max_abs(sg(x1))
+    x, peak = _checked_blocks(F, theta, x1, m1, n - 1)
+    peak = sg(peak)
+    scale = jnp.maximum(m0, m1)
+    limit = jnp.minimum(growth * scale, _FMAX)
+    bad = ~(peak <= limit) | ~(m0 <= _FMAX)
+    first_bad, value = lax.cond(bad, lambda: _locate(F, sg(x0), sg(theta), n, limit, peak),
+                                lambda: (jnp.asarray(-1, jnp.int32), jnp.zeros((), jnp.float64)))
     first_bad = jnp.where(first_bad >= 0, first_bad + offset, first_bad)
-    scale = limit / growth if math.isfinite(growth) else _max_abs(lax.stop_gradient(x))
     return x, (first_bad, value, scale)
 
 

@@ -162,7 +162,10 @@ def test_reverse_mode_memory_flat_for_implicit_and_one_step():
         return g.lower(THETA).compile().memory_analysis().temp_size_in_bytes
 
     for mode in ("implicit", "one_step"):
-        assert temp_bytes(mode, 1000) == temp_bytes(mode, 10), mode
+        # independent of the number of steps (a few hundred bytes of loop structure aside: the
+        # divergence check runs every 16 steps, so runs shorter than that compile a simpler loop)
+        t10, t1k, t100k = temp_bytes(mode, 10), temp_bytes(mode, 1000), temp_bytes(mode, 100_000)
+        assert t1k == t100k and abs(t1k - t10) <= 1024, (mode, t10, t1k, t100k)
     assert temp_bytes("autodiff", 1000) > temp_bytes("autodiff", 10) + 900 * 6 * 8
 
 
