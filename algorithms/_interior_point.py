@@ -32,6 +32,8 @@ import jax.numpy as jnp
 import jax.scipy.linalg as jsl
 from jax import lax
 
+from ._linear_solve import check_solver_converged, report
+
 
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
@@ -144,16 +146,25 @@ def interior_point_map(*, mu_min: float = 1e-12, fraction: float = 0.99):
 
 def qp_solve(qp: QP, *, tol: float = 1e-10, maxiter: int = 100, mu_min: float = 1e-12,
              w0: IPState | None = None) -> IPState:
-    """Iterate :func:`interior_point_map` until residuals ≤ tol·(1 + ‖data‖) and μ ≤ max(tol, 2 mu_min)."""
+    """Iterate :func:`interior_point_map` until residuals ≤ tol·(1 + ‖data‖) and μ ≤ max(tol, 2 mu_min).
+
+    Stopping at ``maxiter`` (or on a nan) before that is reported: ``ValueError`` on concrete
+    values, a ``RuntimeWarning`` under a trace."""
     F = interior_point_map(mu_min=mu_min)
     w0 = qp_initial_state(qp) if w0 is None else w0
     scale = 1.0 + jnp.max(jnp.abs(jnp.concatenate([qp.q, qp.b, qp.h])))
 
-    def cond(state):
-        w, k = state
+    def gap(w):
+        """max(residuals / (tol·scale), μ / max(tol, 2 mu_min)): converged when ≤ 1."""
         rd, rp, ri, mu = qp_residuals(w, qp)
         res = jnp.max(jnp.abs(jnp.concatenate([rd, rp, ri])))
-        return ((res > tol * scale) | (mu > max(tol, 2 * mu_min))) & (k < maxiter)
+        return jnp.maximum(res / (tol * scale), mu / max(tol, 2 * mu_min))
 
-    w, _ = lax.while_loop(cond, lambda st: (F(st[0], qp), st[1] + 1), (w0, 0))
-    return w
+    def cond(state):
+        w, k = state
+        return (gap(w) > 1) & (k < maxiter)
+
+    w, k = lax.while_loop(cond, lambda st: (F(st[0], qp), st[1] + 1), (w0, 0))
+    g = lax.stop_gradient(gap(w))
+    return report(w, check_solver_converged("qp_solve", "max(residual/(tol·scale), μ/μ_target)", 1.0, maxiter),
+                  g, k, flag=~(g <= 1))

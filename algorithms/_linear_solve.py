@@ -155,6 +155,26 @@ def _check_converged(name: str, tol: float):
     return check
 
 
+def check_solver_converged(who: str, what: str, tol: float, maxiter: int):
+    """A check for :func:`report`: a solver loop that stopped with ``residual`` above ``tol`` (at
+    ``maxiter``, or on a nan) raises ``ValueError`` on concrete values and warns under a trace."""
+
+    def check(residual, iterations, traced):
+        r = np.asarray(residual)
+        if np.all(r <= tol):
+            return
+        worst = float(np.max(np.where(np.isnan(r), np.inf, r)))
+        msg = (f"{who} did not converge: {what} = {worst:.3e} > tol={tol:.1e} after "
+               f"{int(np.max(iterations))} iterations (maxiter={maxiter}); the returned point is not a "
+               "solution: raise `maxiter`, check the data, or start closer")
+        if traced:
+            warnings.warn(msg, RuntimeWarning, stacklevel=2)
+        else:
+            raise ValueError(msg)
+
+    return check
+
+
 # ----------------------------------------------------------------------------------------------
 # Krylov methods (flat float vectors; matvec is linear)
 

@@ -25,7 +25,7 @@ import jax.scipy.linalg as jsl
 from jax import lax
 from jax.flatten_util import ravel_pytree
 
-from ._linear_solve import DENSE_SOLVERS
+from ._linear_solve import DENSE_SOLVERS, check_solver_converged, report
 
 
 def logistic_regression_objective(A, y, lam: float) -> Callable:
@@ -119,7 +119,10 @@ def _armijo(fl, x, theta, g, d, c, beta, max_backtracks):
 
 
 def newton_solve(f: Callable, x0, theta, *, tol: float = 1e-10, maxiter: int = 100, **kwargs):
-    """Run :func:`newton_map` until ‖∇₁f(x, θ)‖ ≤ tol (or ``maxiter`` steps); returns x.
+    """Run :func:`newton_map` until ‖∇₁f(x, θ)‖ ≤ tol; returns x.
+
+    Stopping at ``maxiter`` (or on a nan) with ‖∇₁f‖ > tol is reported: ``ValueError`` on
+    concrete values, a ``RuntimeWarning`` under a trace.
 
     A plain solver ``solver(x0, theta)``; add implicit derivatives with
     ``custom_root(stationarity(f), solve='cholesky')(partial(newton_solve, f))``.
@@ -131,5 +134,7 @@ def newton_solve(f: Callable, x0, theta, *, tol: float = 1e-10, maxiter: int = 1
         x, k = state
         return (jnp.linalg.norm(grad(x)) > tol) & (k < maxiter)
 
-    x, _ = lax.while_loop(cond, lambda s: (F(s[0], theta), s[1] + 1), (x0, 0))
-    return x
+    x, k = lax.while_loop(cond, lambda s: (F(s[0], theta), s[1] + 1), (x0, 0))
+    r = lax.stop_gradient(jnp.linalg.norm(grad(x)))
+    return report(x, check_solver_converged("newton_solve", "‖∇₁f(x, θ)‖", tol, maxiter), r, k,
+                  flag=~(r <= tol))

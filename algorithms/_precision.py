@@ -53,9 +53,13 @@ def flat_jacobian(fun: Callable, theta):
 
 
 def _flat_problem(F: Callable, x0, theta, optimality_fun: Callable | None):
-    """F (and G) on raveled x and θ, with a shape check of F's output."""
+    """F (and G) on raveled x and θ, with a shape check of F's output and finite x0, θ."""
     fx0, unravel_x = ravel_pytree(x0)
     ft, unravel_t = ravel_pytree(theta)
+    for name, tree in (("x0", x0), ("theta", theta)):
+        for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+            if not np.all(np.isfinite(np.asarray(leaf))):
+                raise ValueError(f"`{name}{jax.tree_util.keystr(path)}` contains non-finite values (inf/nan)")
 
     def Ff(x, t):
         out = ravel_pytree(F(unravel_x(x), unravel_t(t)))[0]

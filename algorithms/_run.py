@@ -31,6 +31,7 @@ from jax import lax
 
 from conservative._divergence import MAX_GROWTH, check_max_growth, describe_divergence, first_divergent_step
 
+from ._iterate import _max_abs
 from ._linear_solve import report
 
 _FMAX = float(np.finfo(np.float64).max)
@@ -241,8 +242,7 @@ def solve(F, x0, theta, steps: int, *, tol: float | None = None,
     _check_structure(F, x0, theta)
     step = _step_fn(F, theta, tol)
     growth = math.inf if max_growth is None else float(max_growth)
-    sup = lambda x: jnp.max(jnp.stack([jnp.max(jnp.abs(v), initial=0.0)  # noqa: E731
-                                       for v in jax.tree_util.tree_leaves(x)]))
+    sup = _max_abs
 
     def body(c, _):
         (x, done), k, bad, limit = c

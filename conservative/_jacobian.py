@@ -771,6 +771,13 @@ def _prepare(fun, argnums, args):
     if len(set(argnums_t)) != len(argnums_t):
         raise ValueError(f"argnums: repeated argument indices in {argnums!r}")
     leaves, treedef = jax.tree_util.tree_flatten(args)
+    traced = [i for i, l in enumerate(leaves) if isinstance(l, jax.core.Tracer)]
+    if traced:
+        raise TypeError(
+            f"jacobian: argument leaf {traced[0]} is a JAX tracer: conservative.jacobian decides ties on "
+            "concrete values and cannot run under jax.jit, jax.vmap or jax.grad; call it outside the "
+            "transformation (it compiles its own fast path for repeated calls)"
+        )
     leaves = [jnp.asarray(l) for l in leaves]
     counts = [len(jax.tree_util.tree_leaves(a)) for a in args]
     starts = np.cumsum([0] + counts)

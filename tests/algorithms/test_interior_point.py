@@ -78,3 +78,8 @@ def test_bad_input():
         F(W0, dataclasses.replace(QP0, G=jnp.ones((0, n)), h=jnp.ones(0)))
     with pytest.raises(ValueError, match="mu_min"):
         interior_point_map(mu_min=0.0)
+
+
+def test_qp_solve_that_stops_early_is_reported():
+    with pytest.raises(ValueError, match="qp_solve did not converge: .* after 2 iterations"):
+        qp_solve(QP0, maxiter=2)

@@ -99,3 +99,12 @@ def test_closed_form_logistic_hessian_matches_autodiff_and_gives_same_newton_ste
     np.testing.assert_allclose(newton_map(f, hessian=H)(x, th), newton_map(f)(x, th), rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(jax.jacrev(lambda t: newton_map(f, hessian=H)(x, t))(th),
                                jax.jacrev(lambda t: newton_map(f)(x, t))(th), rtol=1e-10, atol=1e-12)
+
+
+def test_newton_solve_that_stops_early_is_reported():
+    with pytest.raises(ValueError, match=r"newton_solve did not converge: ‖∇₁f\(x, θ\)‖ = .* after 1 iterations"):
+        newton_solve(f, X0, THETA, maxiter=1)
+    with pytest.warns(RuntimeWarning, match="newton_solve did not converge"):
+        jax.block_until_ready(jax.jit(lambda t: newton_solve(f, X0, t, maxiter=1))(THETA))
+    with pytest.raises(ValueError, match="newton_solve did not converge: .* = inf"):
+        newton_solve(f, X0 * jnp.nan, THETA)

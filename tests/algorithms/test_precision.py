@@ -113,6 +113,8 @@ def test_bad_input_of_the_sweep():
     with pytest.raises(ValueError, match=r"diverged at step 35: ‖x_35‖_∞ = .* max_growth"):
         estimator_errors(lambda x, th: 2.0 * x + 0.0 * th, X0 + 1.0, THETA, [60], x_ref=X0,
                          jac_ref=np.zeros((4, 4)), modes=("one_step",))
+    with pytest.raises(ValueError, match="`theta` contains non-finite"):
+        estimator_errors(F, X0, THETA * jnp.nan, [5])
     for bad in ([2.7], [5, 2.0], [True], 5, "5"):
         with pytest.raises(TypeError, match="`steps` must"):
             estimator_errors(F, X0, THETA, bad, x_ref=X0, jac_ref=np.zeros((4, 4)))

@@ -323,3 +323,10 @@ def test_as_matrix_stack_validates_families():
         as_matrix_stack([np.full((2, 2), np.nan)], "fam")
     with pytest.raises(TypeError, match="complex"):
         as_matrix_stack([np.eye(2) * 1j], "fam")
+
+
+def test_jacobian_under_a_transformation_is_a_clear_type_error():
+    J = jacobian(lambda x: jnp.maximum(x, 0.0))
+    for transform in (jax.jit, jax.vmap):
+        with pytest.raises(TypeError, match="tracer.*concrete values"):
+            transform(lambda x: J(x).vertices)(jnp.ones(3) if transform is jax.vmap else jnp.asarray(1.0))
