@@ -117,6 +117,14 @@ def _max_abs(x):
                               for leaf in jax.tree_util.tree_leaves(x)]))
 
 
+def _limit(growth: float, scale):
+    """growth · scale capped at the largest float (an infinite entry always exceeds it); the cap
+    alone when growth is infinite (max_growth=None), also for scale = 0."""
+    if math.isinf(growth):
+        return _FMAX if isinstance(scale, float) else jnp.full((), _FMAX)
+    return min(growth * scale, _FMAX) if isinstance(scale, float) else jnp.minimum(growth * scale, _FMAX)
+
+
 def _peak_steps(F, theta):
     """Loop body over (x, peak): one step and the running max of ‖x_k‖_∞ (nan propagates).
     The cheapest divergence check: one reduction and one scalar max per step."""
@@ -189,7 +197,7 @@ def _run_eager(F, x, theta, n: int, growth: float):
     m0 = float(_max_abs(x))
     state = jax.block_until_ready(chunk((x, jnp.asarray(m0)), jnp.asarray(1, jnp.int32)))
     scale = max(m0, float(state[1])) if np.isfinite(m0) else m0
-    limit = min(growth * scale, _FMAX) if np.isfinite(scale) else math.nan
+    limit = _limit(growth, scale) if np.isfinite(scale) else math.nan
     start, done, count = (x, 0), 1, 16
     while True:
         if not float(state[1]) <= limit:  # nan or above the limit within the last chunk
@@ -231,7 +239,7 @@ def _run(F, x, theta, n: int, *, max_growth: float | None, offset: int):
     x, peak = _checked_blocks(F, theta, x1, m1, n - 1)
     peak = sg(peak)
     scale = jnp.maximum(m0, m1)
-    limit = jnp.minimum(growth * scale, _FMAX)
+    limit = _limit(growth, scale)
     bad = ~(peak <= limit) | ~(m0 <= _FMAX)
     first_bad, value = lax.cond(bad, lambda: _locate(F, sg(x0), sg(theta), n, limit, peak),
                                 lambda: (jnp.asarray(-1, jnp.int32), jnp.zeros((), jnp.float64)))

@@ -391,3 +391,13 @@ def test_a_solver_started_at_the_solution_is_not_warned_about():
     np.testing.assert_allclose(J, np.linalg.inv(np.asarray(A)), atol=1e-14)
     with pytest.warns(ResidualWarning, match="optimality residual"):  # a solver that stops early
         jax.jacfwd(lambda b: custom_root(G)(lambda init, b: init)(jnp.zeros(2), b))(b)
+
+
+def test_growth_check_off_at_a_zero_start_is_no_false_alarm():
+    # x_0 = x_1 = 0: the initial scale is 0; with max_growth=None only inf/nan count
+    G = lambda x, th: 0.0 * x + th * 0.0  # noqa: E731
+    for f in (lambda t: iterate(G, jnp.zeros(2), t, 40, max_growth=None),
+              jax.jit(lambda t: iterate(G, jnp.zeros(2), t, 40, max_growth=None))):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            np.testing.assert_array_equal(jax.block_until_ready(f(jnp.asarray(1.0))), 0.0)
