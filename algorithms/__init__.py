@@ -6,7 +6,7 @@ parameters live in one pytree ``theta``; the differentiation strategies consume 
 without knowing the algorithm.
 """
 
-# --- prox operators, projections, nonsmooth iteration maps (issue 4) ---
+# --- iteration maps of first-order methods, problems, prox operators and projections ---
 from ._first_order import admm, douglas_rachford, forward_backward, gradient_descent
 from ._momentum import heavy_ball, nesterov, phase_state
 from ._problems import (
@@ -31,9 +31,9 @@ from ._projections import (
 )
 from ._prox import prox_elastic_net, prox_group_lasso, prox_lasso, soft_threshold
 from ._run import IterationMap, Solution, fixed_point_residual, run, solve
-# --- end issue 4 ---
 
-# --- estimators, implicit differentiation, smooth solvers (issue 5) ---
+
+# --- estimators of the derivative of the limit, implicit differentiation, smooth solvers ---
 from ._implicit import RESIDUAL_RTOL, ResidualWarning, custom_fixed_point, custom_root, root_jvp
 from ._interior_point import (
     QP,
@@ -75,4 +75,4 @@ from ._sinkhorn import (
     sinkhorn_plan,
     sinkhorn_potentials,
 )
-# --- end issue 5 ---
+

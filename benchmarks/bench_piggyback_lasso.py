@@ -1,4 +1,4 @@
-"""Set-valued piggyback along a forward-backward trajectory on the lasso (issue 4 target).
+"""Set-valued piggyback along a forward-backward trajectory on the lasso.
 
 n = 200 features, 500 iterations, exact sets.  Most steps are smooth (no coordinate of the
 prox argument sits exactly at ±γλ), so the compiled fast path of ``conservative.jacobian``

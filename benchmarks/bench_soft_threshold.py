@@ -1,4 +1,4 @@
-"""Size control of ``conservative.jacobian`` (issue 2 target).
+"""Size control of ``conservative.jacobian``.
 
 Soft-thresholding on R^1000 with 30 exact ties at ±λ: the conservative Jacobian has 2^30
 vertices, stored as 30 independent groups (a zonotope of diagonal segments).  We time the
