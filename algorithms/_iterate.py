@@ -40,7 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from conservative._divergence import MAX_GROWTH, check_max_growth, describe_divergence
+from conservative._divergence import FMAX, MAX_GROWTH, check_max_growth, describe_divergence, growth_limit, sup_norm
 
 from ._implicit import RESIDUAL_RTOL, custom_fixed_point, custom_root
 from ._linear_solve import _is_traced, _validate, report
@@ -83,7 +83,6 @@ def _check_pytree(tree, name: str, *, allow_int: bool = False):
 #: (KeyboardInterrupt) and a divergence stop the loop between chunks.
 CHUNK_SECONDS = 0.25
 
-_FMAX = float(np.finfo(np.float64).max)
 
 
 def _divergence_check(steps_total: int, max_growth: float | None):
@@ -111,20 +110,6 @@ def _all_finite(x):
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree_util.tree_leaves(x)]))
 
 
-def _max_abs(x):
-    """‖x‖_∞ over all leaves of a pytree; nan when an entry is nan."""
-    return jnp.max(jnp.stack([jnp.max(jnp.abs(leaf), initial=0.0).astype(jnp.float64)
-                              for leaf in jax.tree_util.tree_leaves(x)]))
-
-
-def _limit(growth: float, scale):
-    """growth · scale capped at the largest float (an infinite entry always exceeds it); the cap
-    alone when growth is infinite (max_growth=None), also for scale = 0."""
-    if math.isinf(growth):
-        return _FMAX if isinstance(scale, float) else jnp.full((), _FMAX)
-    return min(growth * scale, _FMAX) if isinstance(scale, float) else jnp.minimum(growth * scale, _FMAX)
-
-
 def _peak_steps(F, theta):
     """Loop body over (x, peak): one step and the running max of ‖x_k‖_∞ (nan propagates).
     The cheapest divergence check: one reduction and one scalar max per step."""
@@ -133,7 +118,7 @@ def _peak_steps(F, theta):
         x, peak = carry
         x = F(x, theta)
         # stop_gradient: the check must not add a tangent carry to a differentiated loop
-        return x, jnp.maximum(peak, _max_abs(lax.stop_gradient(x)))
+        return x, jnp.maximum(peak, sup_norm(lax.stop_gradient(x)))
 
     return body
 
@@ -152,13 +137,13 @@ def _checked_blocks(F, theta, x, peak, count: int):
     def block(_, carry):
         x, peak = carry
         x = lax.fori_loop(0, CHECK_EVERY, step, x)
-        return x, jnp.maximum(peak, _max_abs(lax.stop_gradient(x)))
+        return x, jnp.maximum(peak, sup_norm(lax.stop_gradient(x)))
 
     if blocks:
         x, peak = lax.fori_loop(0, blocks, block, (x, peak))
     if rest:
         x = lax.fori_loop(0, rest, step, x)
-        peak = jnp.maximum(peak, _max_abs(lax.stop_gradient(x)))
+        peak = jnp.maximum(peak, sup_norm(lax.stop_gradient(x)))
     return x, peak
 
 
@@ -171,7 +156,7 @@ def _locate(F, x, theta, count, limit, peak):
         x, k, first_bad, value = carry
         x = F(x, theta)
         k = k + 1
-        m = _max_abs(x)
+        m = sup_norm(x)
         new_bad = (first_bad < 0) & ~(m <= limit)
         return x, k, jnp.where(new_bad, k, first_bad), jnp.where(new_bad, m, value)
 
@@ -181,7 +166,7 @@ def _locate(F, x, theta, count, limit, peak):
     return jnp.where(found, first_bad, count), jnp.where(found, value, peak)
 
 
-def _run_eager(F, x, theta, n: int, growth: float):
+def _run_eager(F, x, theta, n: int, max_growth: float | None):
     """n steps on concrete values in compiled chunks whose length adapts to CHUNK_SECONDS.
 
     One compiled program (the chunk length is a run-time argument); between chunks Python runs,
@@ -194,10 +179,10 @@ def _run_eager(F, x, theta, n: int, growth: float):
     def chunk(state, count):
         return lax.fori_loop(0, count, _peak_steps(F, theta), state)
 
-    m0 = float(_max_abs(x))
+    m0 = float(sup_norm(x))
     state = jax.block_until_ready(chunk((x, jnp.asarray(m0)), jnp.asarray(1, jnp.int32)))
     scale = max(m0, float(state[1])) if np.isfinite(m0) else m0
-    limit = _limit(growth, scale) if np.isfinite(scale) else math.nan
+    limit = growth_limit(max_growth, scale) if np.isfinite(scale) else math.nan
     start, done, count = (x, 0), 1, 16
     while True:
         if not float(state[1]) <= limit:  # nan or above the limit within the last chunk
@@ -224,23 +209,22 @@ def _run(F, x, theta, n: int, *, max_growth: float | None, offset: int):
     Per step only the running max of ‖x_k‖_∞ is kept; the divergent step is located afterwards,
     by a second pass that runs only when the check failed.
     """
-    growth = math.inf if max_growth is None else float(max_growth)
     if n == 0:
-        return x, (jnp.asarray(-1, jnp.int32), jnp.zeros(()), _max_abs(x))
+        return x, (jnp.asarray(-1, jnp.int32), jnp.zeros(()), sup_norm(x))
     if not _is_traced((x, theta)):
-        x, first_bad, value, scale = _run_eager(F, x, theta, n, growth)
+        x, first_bad, value, scale = _run_eager(F, x, theta, n, max_growth)
         first_bad = first_bad + offset if first_bad >= 0 else -1
         return x, (jnp.asarray(first_bad, jnp.int32), jnp.asarray(value), jnp.asarray(scale))
     sg = lax.stop_gradient
     x0 = x
-    m0 = _max_abs(sg(x0))
+    m0 = sup_norm(sg(x0))
     x1 = F(x0, theta)
-    m1 = _max_abs(sg(x1))
+    m1 = sup_norm(sg(x1))
     x, peak = _checked_blocks(F, theta, x1, m1, n - 1)
     peak = sg(peak)
     scale = jnp.maximum(m0, m1)
-    limit = _limit(growth, scale)
-    bad = ~(peak <= limit) | ~(m0 <= _FMAX)
+    limit = growth_limit(max_growth, scale)
+    bad = ~(peak <= limit) | ~(m0 <= FMAX)
     first_bad, value = lax.cond(bad, lambda: _locate(F, sg(x0), sg(theta), n, limit, peak),
                                 lambda: (jnp.asarray(-1, jnp.int32), jnp.zeros((), jnp.float64)))
     first_bad = jnp.where(first_bad >= 0, first_bad + offset, first_bad)

@@ -20,7 +20,6 @@ concrete values and give a ``RuntimeWarning`` from a host callback under ``jit``
 from __future__ import annotations
 
 import dataclasses
-import math
 import warnings
 from typing import Any, Callable
 
@@ -29,12 +28,17 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from conservative._divergence import MAX_GROWTH, check_max_growth, describe_divergence, first_divergent_step
+from conservative._divergence import (
+    FMAX,
+    MAX_GROWTH,
+    check_max_growth,
+    describe_divergence,
+    first_divergent_step,
+    growth_limit,
+    sup_norm,
+)
 
-from ._iterate import _max_abs
 from ._linear_solve import report
-
-_FMAX = float(np.finfo(np.float64).max)
 
 __all__ = ["IterationMap", "run", "solve", "Solution", "fixed_point_residual"]
 
@@ -158,9 +162,7 @@ def _divergence_check(F, trajectory, theta, max_growth):
 def _check_trajectory(F, trajectory, theta, max_growth):
     """Report the first divergent iterate of a stacked trajectory (returned, tied to the check)."""
     sup = lax.stop_gradient(_sup_norms(trajectory))
-    growth = math.inf if max_growth is None else float(max_growth)
-    limit = jnp.minimum(growth * jnp.max(sup[:2]), float(np.finfo(np.float64).max))
-    flag = ~jnp.all(sup <= limit)
+    flag = ~jnp.all(sup <= growth_limit(max_growth, jnp.max(sup[:2])))
     return report(trajectory, _divergence_check(F, trajectory, theta, max_growth), sup, flag=flag)
 
 
@@ -241,18 +243,16 @@ def solve(F, x0, theta, steps: int, *, tol: float | None = None,
     x0 = _as_float_state(x0)
     _check_structure(F, x0, theta)
     step = _step_fn(F, theta, tol)
-    growth = math.inf if max_growth is None else float(max_growth)
-    sup = _max_abs
-
     def body(c, _):
         (x, done), k, bad, limit = c
         x, done = step((x, done), None)[0]
-        m = sup(x)
-        limit = jnp.where(k == 0, jnp.minimum(jnp.maximum(limit, growth * m), _FMAX), limit)
+        m = sup_norm(x)
+        # the limit is fixed at step 1, from max(‖x_0‖_∞, ‖x_1‖_∞)
+        limit = jnp.where(k == 0, growth_limit(max_growth, jnp.maximum(m0, m)), limit)
         return ((x, done), k + 1, bad | ~(m <= limit), limit), None
 
-    m0 = sup(x0)
-    init = ((x0, jnp.asarray(False)), 0, ~(m0 <= _FMAX), jnp.minimum(growth * m0, _FMAX))
+    m0 = sup_norm(x0)
+    init = ((x0, jnp.asarray(False)), 0, ~(m0 <= FMAX), growth_limit(max_growth, m0))
     ((x, _), _, bad, _), _ = lax.scan(body, init, None, length=steps)
     if not _is_traced((x, bad)):
         if bool(bad):

@@ -11,10 +11,30 @@ x_k ~ 2^k is caught after about 33 steps instead of running on to 1e90 or to inf
 
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 #: Default growth factor of the divergence criterion (see the module docstring).
 MAX_GROWTH = 1e10
+
+FMAX = float(np.finfo(np.float64).max)
+
+
+def sup_norm(tree):
+    """‖x‖_∞ over all leaves of a pytree (traceable); nan when an entry is nan."""
+    return jnp.max(jnp.stack([jnp.max(jnp.abs(leaf), initial=0.0).astype(jnp.float64)
+                              for leaf in jax.tree_util.tree_leaves(tree)]))
+
+
+def growth_limit(max_growth, scale):
+    """max_growth · scale capped at the largest float (an infinite entry always exceeds it); the
+    cap alone for max_growth = None, also at scale 0. ``scale`` a float or a traced scalar."""
+    if max_growth is None:
+        return FMAX if isinstance(scale, float) else jnp.full((), FMAX)
+    if isinstance(scale, float):
+        return min(float(max_growth) * scale, FMAX)
+    return jnp.minimum(float(max_growth) * scale, FMAX)
 
 
 def check_max_growth(max_growth, name: str = "max_growth"):
@@ -34,11 +54,8 @@ def first_divergent_step(sup_norms, max_growth: float | None = MAX_GROWTH) -> in
     if m.size == 0:
         return -1
     bad = ~np.isfinite(m)
-    if max_growth is not None:
-        with np.errstate(over="ignore", invalid="ignore"):
-            limit = min(float(max_growth) * float(np.nanmax(m[:2]) if np.isfinite(m[:2]).any() else 0.0),
-                        float(np.finfo(np.float64).max))
-            bad |= ~(m <= limit)
+    if max_growth is not None and np.all(np.isfinite(m[:2])):
+        bad |= ~(m <= growth_limit(max_growth, float(np.max(m[:2]))))
     return int(np.argmax(bad)) if bad.any() else -1
 
 

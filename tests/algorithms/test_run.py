@@ -141,3 +141,15 @@ def test_bad_structures():
         run(F, jnp.ones(3), THETA, -1)
     with pytest.raises(ValueError, match="steps"):
         run(F, jnp.ones(3), THETA, 2.5)
+
+
+def test_no_growth_check_at_a_zero_start_is_no_false_alarm():
+    # x_0 = x_1 = 0 (scale 0) with max_growth=None: only inf/nan count, eagerly and under jit
+    G = lambda x, th: 0.0 * x  # noqa: E731
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for f in (lambda t: solve(G, jnp.zeros(2), t, 30, max_growth=None).state,
+                  jax.jit(lambda t: solve(G, jnp.zeros(2), t, 30, max_growth=None).state),
+                  jax.jit(lambda t: run(G, jnp.zeros(2), t, 30, max_growth=None))):
+            np.testing.assert_array_equal(jax.block_until_ready(f(1.0)), 0.0)
