@@ -141,12 +141,10 @@ def _initial_set(J0, n, p) -> MatrixSet:
 
 def _check_divergence(iterates, who: str):
     """Raise at the newest iterate if it is divergent (criterion of ``_divergence``)."""
-    with np.errstate(invalid="ignore"):
-        sup = [float(np.max(np.abs(x), initial=0.0)) if np.all(np.isfinite(x)) else math.inf for x in iterates[:2]]
-        last = iterates[-1]
-        sup.append(float(np.max(np.abs(last), initial=0.0)) if np.all(np.isfinite(last)) else math.inf)
     k = len(iterates) - 1
-    if first_divergent_step(sup if k >= 2 else sup[:k + 1]) >= 0:
+    # ‖x_0‖_∞, ‖x_1‖_∞ (the scale) and ‖x_k‖_∞; a nan entry gives nan, which the criterion flags
+    sup = [float(np.max(np.abs(x), initial=0.0)) for x in (iterates if k < 2 else (*iterates[:2], iterates[-1]))]
+    if first_divergent_step(sup) >= 0:
         raise ValueError(f"{who}: iteration diverged at step {k}: "
                          f"{describe_divergence(k, sup[-1], max(sup[:2]), MAX_GROWTH)}")
 
