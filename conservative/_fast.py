@@ -23,6 +23,7 @@ import jax.extend.core as jcore
 import jax.numpy as jnp
 from jax import lax
 
+from . import _lowerings as L
 from . import _rules as R
 
 _TIE_PRIMS = {"max", "min", "abs", "clamp", "reduce_max", "reduce_min", "argmax", "argmin", "sort"} | R.JUMPS
@@ -102,8 +103,8 @@ def trace_ties(jaxpr, consts, args, ambs, tol, deps=None):
         out_dep = [any_dep] * len(eqn.outvars)
         out_amb = None
         if name in ("jit", "pjit", "closed_call", "core_call", "custom_jvp_call", "custom_vjp_call",
-                    "custom_vjp_call_jaxpr", "remat2", "checkpoint", "remat"):
-            inner = p.get("jaxpr", p.get("call_jaxpr", p.get("fun_jaxpr")))
+                    "custom_vjp_call_jaxpr", "remat2", "checkpoint", "remat") or name in L.LOWERINGS:
+            inner = L.lower(eqn, vals) if name in L.LOWERINGS else p.get("jaxpr", p.get("call_jaxpr", p.get("fun_jaxpr")))
             if hasattr(inner, "consts"):
                 inner, iconsts = inner.jaxpr, inner.consts
             else:
@@ -219,6 +220,8 @@ def trace_ties(jaxpr, consts, args, ambs, tol, deps=None):
                 masks = [jnp.zeros(jnp.shape(v), bool) if m is None else m for v, m in zip(vals, in_amb)]
                 masks = [m if jnp.result_type(v) == jnp.bool_ else v for m, v in zip(masks, vals)]
                 out_amb = eqn.primitive.bind(*masks, **p)
+            elif name in L.SPECTRAL and any_dep:
+                flag = flag | L.spectrum_degenerate(name, p, vals, tol)
             elif name in _TIE_PRIMS and any_dep:
                 flag = flag | _tied(name, p, vals, tol)
                 if any(m is not None for m in in_amb):  # e.g. argmax(x > 0) with x tied at 0

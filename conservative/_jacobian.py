@@ -63,6 +63,7 @@ import jax.extend.core as jcore
 import jax.numpy as jnp
 import numpy as np
 
+from . import _lowerings as L
 from . import _rules as R
 from ._fast import FastJacobian
 from ._matrix_set import MatrixSet
@@ -189,6 +190,8 @@ def _eval_eqn(ctx, eqn, invals):
     if name in ("custom_jvp_call", "custom_vjp_call", "custom_vjp_call_jaxpr"):
         inner = p.get("call_jaxpr", p.get("fun_jaxpr"))
         return _eval_closed(ctx, inner, invals)
+    if name in L.LOWERINGS:
+        return _eval_closed(ctx, L.lower(eqn, [v.val for v in invals]), invals)
     if any(v.alts is not None for v in invals):
         return _eval_options(ctx, eqn, [_as_options(ctx, v) for v in invals])
     if name == "cond":
@@ -260,6 +263,8 @@ def _eval_eqn(ctx, eqn, invals):
             f"continuous JVP), declare it with conservative.register_smooth('{name}'); otherwise "
             "rewrite the program with supported nonsmooth primitives (max, min, abs, clamp, where, sort)."
         )
+    if name in L.SPECTRAL and bool(L.spectrum_degenerate(name, p, vals, ctx.tol)):
+        raise NoRuleError(L.degenerate_message(name, p))
     fun = (lambda *a: eqn.primitive.bind(*a, **p)) if eqn.primitive.multiple_results else (lambda *a: (eqn.primitive.bind(*a, **p),))
     pkey = R._params_key(p)
     reps = R.push_linear(fun, vals, [v.rep for v in invals], len(outs),
