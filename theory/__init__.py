@@ -10,6 +10,9 @@
 * fixed sets of contracting families of [A, B] blocks: ``fixed_set`` → (MatrixSet, error bound),
   ``fixed_set_iteration`` (iterates with the a-priori and a-posteriori bounds);
 * implicit vs piggyback limits: ``implicit_set``, ``compare_limits`` (J_imp ⊆ J_pb, strictness);
+* the one-call check ``derivative_convergence(F, x0, theta)`` → ``DerivativeConvergence`` (x̄, the
+  family at x̄ with a derived tie tolerance, Assumption A or JSR bounds, fix 𝒥, J_imp, predicted
+  and observed rates, verdict converge / diverge / inconclusive);
 * the papers' error bounds: ``one_step_error_bound`` (one-step paper, Cor. 1),
   ``one_step_error_bound_superlinear`` (Cor. 3), ``implicit_error_bound_one_step_paper``
   (Remark 2), ``implicit_jacobian_error_bound`` (jaxopt paper, Theorem 1), and
@@ -32,6 +35,8 @@ from ._contraction import (
     contraction_factor,
     max_singular_value,
 )
+from ._convergence_report import VERDICTS, DerivativeConvergence
+from ._derivative_convergence import derivative_convergence, fit_rate
 from ._distances import CertifiedDistance, distance, gap, hausdorff, project
 from ._fixed_set import FixedSetIteration, fixed_set, fixed_set_iteration
 from ._invariant_polytope import InvariantPolytope, invariant_polytope
@@ -48,4 +53,5 @@ __all__ = [
     "one_step_error_bound", "one_step_error_bound_superlinear", "implicit_error_bound_one_step_paper",
     "estimator_error_bounds",
     "implicit_jacobian_error_bound",
+    "derivative_convergence", "DerivativeConvergence", "VERDICTS", "fit_rate",
 ]
