@@ -16,9 +16,24 @@ Semantics (DESIGN.md §4):
 * **Active pieces** are those tied within ``tol`` (default 0: exact ties).  ``tol > 0`` gives an
   *enlargement* of the conservative Jacobian (pieces active in a ``tol``-neighbourhood), useful
   at points that are ties only up to rounding.
-* ``where(cond, a, b)`` / ``select_n`` with a tied comparison keeps both branches only if their
-  values agree within ``tol``; otherwise the function jumps there and a ``ValueError`` says so.
-  The same holds for ``lax.cond`` with a tied predicate (both branches are evaluated).
+* ``where(cond, a, b)`` / ``select_n`` with a tied comparison keeps both branches (an independent
+  choice per position) when their values agree within ``tol``.  When they differ, the value
+  depends on the comparison's choice and is carried option by option: later computations may
+  resolve it (``jnp.heaviside(x, 0.5) * x`` at 0, the index ``jnp.interp`` reads at a knot, a
+  second ``where`` on the same test), and a program output that still depends on it jumps
+  (``JumpError``).  The same holds for ``lax.cond`` with a tied predicate.
+* **One tie, one choice**: comparisons asking on which side of the same tie the point lies
+  (``a < b``, ``a <= b``, ``b > a``, ``b >= a``, their negations, moved by reshapes, slices and
+  concatenations) share one choice, so ``jnp.piecewise(x, [x < 1, x >= 1], ...)`` never selects
+  "neither"; ``a == b`` / ``a != b`` share one choice between "equal" and "not equal".
+* **Removable singularities**: an option under which a program output is not finite (the branch
+  ``sin(x) / x`` of ``where(x == 0, 1, sin(x) / x)`` at 0) is not a piece of the function there
+  and is left out, the finite options giving the set.  This is right only if the program's branch
+  at the point continues the function to first order; it is checked at x ± h·d
+  (``_check_continuation``: nearby Jacobians must approach the set) and a ``ValueError`` is raised
+  otherwise (``where(x == 0, 1, expm1(x) / x)``: slope 0 for the function's 1/2; ``x log x``).
+  A derivative that is not finite (sqrt at 0) is an error only where it reaches an output: the
+  unselected branch of an untied ``where`` (the group soft-threshold at 0) does not count.
 * **Each occurrence** of a nonsmooth primitive is an independent choice: this is the chain and
   sum rule of conservative calculus, so ``relu(x) - relu(-x)`` at 0 has the set [0, 2], not {1}.
 * ``custom_jvp`` / ``custom_vjp`` functions (``jax.nn.relu`` is one) are differentiated through
@@ -67,7 +82,7 @@ from . import _lowerings as L
 from . import _rules as R
 from ._fast import FastJacobian
 from ._matrix_set import MatrixSet
-from ._selections import Choices, JRep, _add_table, choose, choose_joint
+from ._selections import Choices, JRep, _add_table, add_reps, choose, choose_joint
 
 __all__ = ["jacobian", "value_and_jacobian", "register_smooth", "JumpError", "NoRuleError"]
 
@@ -91,15 +106,19 @@ class _V:
     base choices ``bases`` and, for floats, ``reps`` the Jacobian reps per joint option in
     ``np.ndindex`` order; ``None`` for integers)."""
 
-    __slots__ = ("val", "rep", "amb", "alts", "opts")
+    __slots__ = ("val", "rep", "amb", "alts", "opts", "options", "tie")
 
-    def __init__(self, val, rep=None, amb=None, alts=None, opts=None):
+    def __init__(self, val, rep=None, amb=None, alts=None, opts=None, tie=None):
         self.val = val
+        self.options = None  # this tied value as base choices (``_as_options``), made once
         self.rep = rep
         self.amb = amb if (amb is not None and np.any(amb)) else None
         self.alts = alts
         # the two values of an ambiguous position (arrays like val): None means False/0 and True/1
         self.opts = opts if self.amb is not None else None
+        # (ids, flips) arrays like val: the shared tie of each tied position (-1: its own
+        # choice) and whether the value there is True under option 0 (``_comparison_tie``)
+        self.tie = tie if self.amb is not None else None
 
 
 class _Ctx:
@@ -107,23 +126,37 @@ class _Ctx:
         self.ncols = ncols
         self.tol = float(tol)
         self.choices = Choices(max_selections)
+        self.nonfinite = None  # the first primitive whose derivative was not finite at the point
+        self.tie_ids: dict = {}  # (comparison key, position) -> id of a shared tie
+        self.tie_bases: dict = {}  # id of a shared tie -> its base choice
+        self.keep: list = []
+        self.dropped = False  # some option was not finite at an output (``_resolve_output``)
 
 
 def _size(x):
     return int(np.prod(np.shape(x), dtype=np.int64))
 
 
-def _check_finite_rep(name, rep):
-    if rep is None:
-        return
-    bad = not np.all(np.isfinite(rep.center)) or any(not np.all(np.isfinite(v)) for _, v in rep.tables.values())
-    if bad:
-        raise ValueError(
-            f"jacobian: the derivative of primitive '{name}' is not finite at this point "
-            "(e.g. sqrt or log at 0): the program is not locally Lipschitz there. If the function is "
-            "(the Euclidean norm sqrt(Σx²) at 0), its conservative Jacobian is not a polytope (a ball) "
-            "and cannot be represented: move the point, or write the kink with abs/max"
-        )
+def _finite_rep(rep):
+    return rep is None or (np.all(np.isfinite(rep.center)) and all(np.all(np.isfinite(v)) for _, v in rep.tables.values()))
+
+
+def _note_finite(ctx, name, rep):
+    """Record the first primitive whose derivative is not finite at the point. It is an error
+    only if it reaches an output (``_raise_nonfinite``): a branch that a ``where`` does not
+    select (``jnp.where(n > lam, x / n, 0)`` at n = 0, the prox of the group lasso at 0) is not
+    part of the function there."""
+    if ctx.nonfinite is None and not _finite_rep(rep):
+        ctx.nonfinite = name
+
+
+def _raise_nonfinite(name):
+    raise ValueError(
+        f"jacobian: the derivative of primitive '{name}' is not finite at this point "
+        "(e.g. sqrt or log at 0) and reaches the output: the program is not locally Lipschitz there. "
+        "If the function is (the Euclidean norm sqrt(Σx²) at 0), its conservative Jacobian is not a "
+        "polytope (a ball) and cannot be represented: move the point, or write the kink with abs/max"
+    )
 
 
 # ------------------------------------------------------------------ rep helpers
@@ -211,23 +244,34 @@ def _eval_eqn(ctx, eqn, invals):
         depends = any(v.rep is not None for v in invals)
         amb = (R.ambiguous_compare(name, vals[0], vals[1], ctx.tol)
                if R.is_float(vals[0]) and not same and depends else None)
-        return [_V(out, None, amb)]
+        return [_V(out, None, amb, tie=_comparison_tie(ctx, name, eqn, invals, amb))]
     if name in R.LOGICAL and all(jnp.result_type(v) == jnp.bool_ for v in vals):
         out = _bind(eqn, vals)[0]
         ambs = [np.zeros(np.shape(out), bool) if v.amb is None else np.broadcast_to(v.amb, np.shape(out)) for v in invals]
-        return [_V(out, None, R.logical(name, vals, ambs))]
+        tie = (invals[0].tie[0], ~invals[0].tie[1]) if name == "not" and invals[0].tie is not None else None
+        return [_V(out, None, R.logical(name, vals, ambs), tie=tie)]
     if name == "convert_element_type" and invals[0].amb is not None and invals[0].opts is None:
         # a tied comparison used as a number: a 0/1 indicator whose value is ambiguous where tied
         # (only a product with a factor that vanishes there can resolve it, see _ambiguous_elementwise)
-        return [_V(_bind(eqn, vals)[0], None, invals[0].amb)]
+        return [_V(_bind(eqn, vals)[0], None, invals[0].amb, tie=invals[0].tie)]
     if name == "select_n" and all(v.amb is None for v in invals[1:]):
-        return [_select_n(ctx, invals, _bind(eqn, vals)[0])]
+        return [_select_n(ctx, eqn, invals, _bind(eqn, vals)[0])]
     if name in R.STRUCTURAL and any(v.amb is not None for v in invals) and not any(R.is_float(v) for v in vals):
-        # data movement of tied booleans: move the ambiguity masks the same way
-        masks = [np.zeros(np.shape(v.val), bool) if v.amb is None else v.amb for v in invals]
-        masks = [m if jnp.result_type(v.val) == jnp.bool_ else v.val for m, v in zip(masks, invals)]
+        # data movement of tied booleans/indicators: move the ambiguity masks and the shared
+        # ties the same way (index operands of slices and gathers move nothing)
+        data = [name == "concatenate" or i == 0 for i in range(len(invals))]
+
+        def moved(per_value):
+            return np.asarray(eqn.primitive.bind(
+                *[jnp.asarray(per_value(v) if d else v.val) for v, d in zip(invals, data)], **p))
+
         out = _bind(eqn, vals)[0]
-        return [_V(out, None, np.asarray(eqn.primitive.bind(*[jnp.asarray(m) for m in masks], **p)))]
+        amb = moved(lambda v: np.zeros(np.shape(v.val), bool) if v.amb is None else v.amb)
+        tie = None
+        if any(v.tie is not None for v, d in zip(invals, data) if d):
+            tie = (moved(lambda v: np.full(np.shape(v.val), -1, np.int64) if v.tie is None else v.tie[0]),
+                   moved(lambda v: np.zeros(np.shape(v.val), bool) if v.tie is None else v.tie[1]))
+        return [_V(out, None, amb, tie=tie)]
     if name in ("max", "min", "abs", "clamp", "reduce_max", "reduce_min", "argmax", "argmin", "sort"):
         return _nonsmooth(ctx, eqn, invals)
 
@@ -270,7 +314,7 @@ def _eval_eqn(ctx, eqn, invals):
     reps = R.push_linear(fun, vals, [v.rep for v in invals], len(outs),
                          key=None if pkey is None else (name, pkey))
     for r in reps:
-        _check_finite_rep(name, r)
+        _note_finite(ctx, name, r)
     return [_V(o, r if R.is_float(o) else None) for o, r in zip(outs, reps)]
 
 
@@ -279,7 +323,7 @@ def _branch_reps(ctx, invals, shape):
     return [R.broadcast_to(ctx, v.val, v.rep, shape) for v in invals]
 
 
-def _select_n(ctx, invals, out):
+def _select_n(ctx, eqn, invals, out):
     pred, cases = invals[0], invals[1:]
     shape = np.shape(out)
     idx = np.broadcast_to(np.asarray(pred.val).astype(np.int64), shape).ravel()
@@ -294,12 +338,10 @@ def _select_n(ctx, invals, out):
         case_vals = np.stack([np.broadcast_to(np.asarray(c.val, np.float64), shape).ravel()[tied] for c in cases[:2]])
         ok = R.values_agree(case_vals, ctx.tol) if R.is_float(out) else np.all(case_vals == case_vals[0], axis=0)
         if not np.all(ok):
-            j = tied[np.flatnonzero(~ok)[0]]
-            raise JumpError(
-                f"jacobian: where/select_n at flat position {j}: the condition is tied but the branches "
-                f"differ ({case_vals[0][~ok][0]!r} vs {case_vals[1][~ok][0]!r}); the function jumps "
-                "here and is not path differentiable"
-            )
+            # the branches differ where the condition is tied: the value depends on the condition's
+            # choice, which later uses of the same condition share (a second where on the same
+            # test, as in the double-where idiom, or a factor vanishing there may resolve it)
+            return _eval_options(ctx, eqn, [_as_options(ctx, pred)] + list(cases))[0]
     if not R.is_float(out) or all(c.rep is None for c in cases):
         return _V(out)
     owner = None
@@ -520,20 +562,75 @@ def _arg_extremum(ctx, name, p, v, out):
 def _as_options(ctx, v):
     """A tied comparison result (or a 0/1 indicator made from one) as a value with options:
     every tied position is a base choice between False/0 and True/1 (``_V.alts``), so that any
-    primitive can consume it option by option (e.g. ``jnp.piecewise``'s cumsum of conditions)."""
+    primitive can consume it option by option (e.g. ``jnp.piecewise``'s cumsum of conditions).
+    The choices are made once per value: every use of one tied comparison shares them."""
     if v.amb is None:
         return v
+    if v.options is None:
+        v.options = _new_options(ctx, v)
+    return v.options
+
+
+_SIDE_BELOW = {"lt", "le", "lt_to", "le_to"}  # True on the side a < b of a tie a = b
+_SIDE_ABOVE = {"gt", "ge"}
+
+
+def _comparison_tie(ctx, name, eqn, invals, amb):
+    """Per position of a tied comparison: the id of the choice it shares, and whether it is True
+    under option 0 (``_V.tie``).  ``a < b``, ``a <= b``, ``b > a``, ``b >= a`` at a tie a = b all
+    ask on which side of the tie the point lies: one choice (option 0: a below b, option 1:
+    above), so that ``jnp.piecewise(x, [x < 1, x >= 1], ...)`` or a repeated ``where(x > 0, ...)``
+    read the same side.  ``==``/``!=`` share a choice between "equal" (option 1) and "not equal"."""
+    if amb is None:
+        return None
+    refs = []
+    for var, v in zip(eqn.invars, invals):
+        if isinstance(var, jcore.Literal):
+            refs.append(("lit", repr(np.asarray(var.val).tolist()), str(np.asarray(var.val).dtype)))
+        else:
+            refs.append(("var", id(v)))
+            ctx.keep.append(v)  # the id stays unique while the interpreter runs
+    swap = refs[1] < refs[0]
+    if swap:
+        refs.reverse()
+    if name in _SIDE_BELOW or name in _SIDE_ABOVE:
+        flip, kind = (name in _SIDE_BELOW) != swap, "side"
+    else:
+        flip, kind = name == "ne", "eq"
+    shape = np.shape(amb)
+    ids = np.full(shape, -1, dtype=np.int64)
+    flat = ids.reshape(-1)
+    for p in np.flatnonzero(np.asarray(amb).ravel()):
+        flat[p] = ctx.tie_ids.setdefault((kind, tuple(refs), shape, int(p)), len(ctx.tie_ids))
+    return ids, np.full(shape, flip)
+
+
+def _new_options(ctx, v):
     positions = np.flatnonzero(np.asarray(v.amb).ravel())
-    ctx.choices.check_limit(2 ** len(positions), f"{len(positions)} tied comparisons used together need "
-                            f"{2 ** len(positions)} joint selections")
-    bases = tuple(ctx.choices.new_group(2) for _ in positions)
     val = np.asarray(v.val)
-    table = np.empty((2,) * len(positions) + val.shape, dtype=val.dtype)
     lo, hi = ((np.zeros(val.size), np.ones(val.size)) if v.opts is None
               else (np.broadcast_to(np.asarray(o), val.shape).ravel() for o in v.opts))
-    for a in np.ndindex((2,) * len(positions)):
+    if v.tie is None:
+        ids, flips = np.full(len(positions), -1), np.zeros(len(positions), bool)
+    else:
+        ids, flips = (np.broadcast_to(t, val.shape).ravel()[positions] for t in v.tie)
+    owner = []
+    for i in ids:
+        if i < 0:
+            owner.append(ctx.choices.new_group(2))
+        else:
+            if i not in ctx.tie_bases:
+                ctx.tie_bases[i] = ctx.choices.new_group(2)
+            owner.append(ctx.tie_bases[i])
+    bases = tuple(dict.fromkeys(owner))
+    ctx.choices.check_limit(2 ** len(bases), f"{len(bases)} tied comparisons used together need "
+                            f"{2 ** len(bases)} joint selections")
+    axis = np.array([bases.index(b) for b in owner], dtype=np.int64)
+    table = np.empty((2,) * len(bases) + val.shape, dtype=val.dtype)
+    for a in np.ndindex((2,) * len(bases)):
+        use_hi = (np.asarray(a, dtype=bool)[axis] if len(axis) else np.zeros(0, bool)) != flips
         t = val.copy().ravel()
-        t[positions] = np.where(np.asarray(a, dtype=bool), hi[positions], lo[positions]).astype(val.dtype)
+        t[positions] = np.where(use_hi, hi[positions], lo[positions]).astype(val.dtype)
         table[a] = t.reshape(val.shape)
     return _V(v.val, None, None, (bases, table, None))
 
@@ -560,14 +657,21 @@ def _eval_options(ctx, eqn, invals):
     bases = tuple(dict.fromkeys(b for v in invals if v.alts is not None for b in v.alts[0]))
     shape = tuple(ctx.choices.size[b] for b in bases)
     ctx.choices.check_limit(math.prod(shape), f"{math.prod(shape)} joint selections of tied argmax/argmin indices")
-    per_option = []
+    per_option, extra = [], []
     for a in np.ndindex(shape):
         world = dict(zip(bases, a))
-        outs = _eval_eqn(ctx, eqn, [_option_input(v, world) for v in invals])
-        if any(o.amb is not None or o.alts is not None for o in outs):
-            raise ValueError(f"jacobian: '{eqn.primitive.name}' with a tied argmax/argmin index produced a "
-                             "further tie; this combination is not supported")
+        outs = [_as_options(ctx, o) for o in _eval_eqn(ctx, eqn, [_option_input(v, world) for v in invals])]
+        extra += [b for o in outs if o.alts is not None for b in o.alts[0] if b not in extra]
         per_option.append(outs)
+    if extra:
+        # under some options the primitive meets a further tie (a binary search that goes on
+        # comparing): its choices join the joint options; options without it ignore them
+        eshape = tuple(ctx.choices.size[b] for b in extra)
+        ctx.choices.check_limit(math.prod(shape + eshape), f"{math.prod(shape + eshape)} joint selections of "
+                                "ties met under other ties")
+        per_option = [[_option_input(o, dict(zip(extra, e))) for o in outs]
+                      for outs in per_option for e in np.ndindex(eshape)]
+        bases, shape = bases + tuple(extra), shape + eshape
     actual = _bind(eqn, [v.val for v in invals])
     results = []
     for j, out in enumerate(actual):
@@ -585,6 +689,54 @@ def _eval_options(ctx, eqn, invals):
             continue
         results.append(_V(out, choose_joint(ctx.choices, bases, [o.rep for o in opts], _size(out), ctx.ncols)))
     return results
+
+
+def _resolve_output(ctx, j, o):
+    """A program output that still depends on tied choices (``_V.alts``).
+
+    Options under which the output is not finite at a position are not pieces of the function
+    there (``where(x == 0, 1, sin(x) / x)`` at 0: the unselected branch is 0/0): the output
+    is resolved if the finite options agree, and its Jacobian is the hull over those options.
+    Otherwise the function jumps (``JumpError``)."""
+    bases, table, reps = o.alts
+    flat = np.asarray(table, np.float64).reshape(-1, _size(o.val))
+    finite = np.isfinite(flat)
+    if not np.all(finite.any(axis=0)):
+        k = int(np.flatnonzero(~finite.any(axis=0))[0])
+        raise ValueError(f"jacobian: output {j} (flat position {k}) is not finite under any selection of the ties")
+    # compare only finite values: a non-finite option takes the value of a finite one
+    ctx.dropped |= not finite.all()
+    donor = np.argmax(finite, axis=0)
+    filled = np.where(finite, flat, flat[donor, np.arange(flat.shape[1])])
+    bad = ~R.values_agree(filled, ctx.tol)
+    if np.any(bad):
+        k = int(np.flatnonzero(bad)[0])
+        raise JumpError(
+            f"jacobian: output {j} (flat position {k}) depends on a tie (a tied argmax/argmin/"
+            f"argsort index, a tied comparison, or sign/floor/ceil/round at a jump): it takes "
+            f"the values {filled[:, k].min()!r} and {filled[:, k].max()!r}, so the function jumps "
+            "here and is not path differentiable"
+        )
+    val = jnp.asarray(filled[0].reshape(np.shape(o.val)), jnp.result_type(o.val))
+    if reps is None or all(r is None for r in reps):
+        return _V(val)
+    size = _size(o.val)
+    if not finite.all():
+        # rows of a non-finite option are those of the finite option at that position
+        reps = [JRep(np.zeros((size, ctx.ncols))) if r is None else r.canonical(ctx.choices) for r in reps]
+        fixed = []
+        for a, r in enumerate(reps):
+            rows = np.flatnonzero(~finite[a])
+            if len(rows) == 0:
+                fixed.append(r)
+                continue
+            keep = finite[a]
+            parts = [r.restrict(keep)]
+            for d in np.unique(donor[rows]):
+                parts.append(reps[d].restrict(~keep & (donor == d)))
+            fixed.append(add_reps(ctx.choices, parts))
+        reps = fixed
+    return _V(val, choose_joint(ctx.choices, bases, reps, size, ctx.ncols))
 
 
 def _sort(ctx, eqn, invals, outs):
@@ -691,10 +843,8 @@ def _cond(ctx, eqn, invals):
     for k in range(len(results[0])):
         vs = np.stack([np.asarray(r[k].val, np.float64).ravel() for r in results])
         if not np.all(R.values_agree(vs, ctx.tol)):
-            raise JumpError(
-                f"jacobian: lax.cond with a tied predicate: the branches give different values for "
-                f"output {k}; the function jumps here and is not path differentiable"
-            )
+            # the outputs depend on the predicate's choice: carried option by option, like where
+            return _eval_options(ctx, eqn, [_as_options(ctx, index)] + list(ops))
     outs = results[0]
     float_out = [k for k, o in enumerate(outs) if R.is_float(o.val)]
     sizes = [_size(outs[k].val) for k in float_out]
@@ -759,6 +909,48 @@ def _while(ctx, eqn, invals):
             return carry
         carry = _eval_closed(ctx, p["body_jaxpr"], bconsts + carry)
         step += 1
+
+
+#: relative step and relative tolerance of the first-order check of removable singularities
+CONTINUATION_STEP = 1e-6
+CONTINUATION_RTOL = 1e-2
+
+
+def _check_continuation(flat_fun, leaves, diff, J):
+    """A branch that is not finite at the point (``sin(x) / x`` at 0) was left out of the set,
+    the program's own branch there (``where(x == 0, 1, ...)``) taken instead.  That is right only
+    if that branch continues the function to first order.  Check it: the Jacobians at two nearby
+    points x ± h·d (d a fixed random direction, h = ``CONTINUATION_STEP``·(1 + ‖x‖∞)) must lie
+    within ``CONTINUATION_RTOL``·(1 + ‖J‖) of the set (a conservative Jacobian is outer
+    semicontinuous: nearby Jacobians approach it), else raise (``(exp(x) - 1) / x`` with the
+    branch 1 at 0 has derivative 1/2, not 0)."""
+    x = [np.asarray(leaves[i], np.float64) for i in diff]
+    flat = np.concatenate([v.ravel() for v in x])
+    h = CONTINUATION_STEP * (1.0 + np.max(np.abs(flat), initial=0.0))
+    d = np.random.default_rng(0).standard_normal(flat.size)
+    d /= np.max(np.abs(d))
+    sizes = [v.size for v in x]
+
+    def g(z):
+        ls = list(leaves)
+        for i, part, v in zip(diff, jnp.split(z, np.cumsum(sizes)[:-1]), x):
+            ls[i] = part.reshape(v.shape).astype(leaves[i].dtype)
+        outs = jax.tree_util.tree_leaves(flat_fun(*ls))
+        return jnp.concatenate([jnp.ravel(jnp.asarray(o, jnp.float64)) for o in outs])
+
+    scale = 1.0 + max(np.max(np.abs(J.vertices)), 0.0)
+    for sgn in (1.0, -1.0):
+        Jn = np.asarray(jax.jacfwd(g)(jnp.asarray(flat + sgn * h * d)), np.float64).reshape(J.shape)
+        dist = J.distance(Jn) if np.all(np.isfinite(Jn)) else np.inf
+        if not dist <= CONTINUATION_RTOL * scale:
+            raise ValueError(
+                "jacobian: a branch of the program is not finite at this point (0/0, log 0, ...) and was left "
+                "out, the program's own branch there taken instead, but the Jacobian at the nearby point "
+                f"x {'+' if sgn > 0 else '-'} {h:.1e}·d is {dist:.3g} away from the resulting set: that branch "
+                "does not continue the function to first order (a removable singularity written without its "
+                "derivative). Give the branch at the singular point the right derivative (a Taylor expansion "
+                "or a custom_jvp, as jnp.sinc does), or move the point."
+            )
 
 
 # ------------------------------------------------------------------ public API
@@ -872,17 +1064,14 @@ def value_and_jacobian(fun, argnums=0, *, tol: float = 0.0, max_selections: int 
             if o.amb is not None:
                 o = _as_options(ctx, o)
             if o.alts is not None:
-                table = o.alts[1].reshape(-1, _size(o.val))
-                k = int(np.flatnonzero(~R.values_agree(table.astype(np.float64), ctx.tol))[0])
-                raise JumpError(
-                    f"jacobian: output {j} (flat position {k}) depends on a tie (a tied argmax/argmin/"
-                    f"argsort index, a tied comparison, or sign/floor/ceil/round at a jump): it takes "
-                    f"the values {table[:, k].min()!r} and {table[:, k].max()!r}, so the function jumps "
-                    "here and is not path differentiable"
-                )
+                outs[j] = _resolve_output(ctx, j, o)
         out_sizes = [_size(o.val) for o in outs]
         rep = _concat(ctx, [o.rep for o in outs], out_sizes)
+        if ctx.nonfinite is not None and not _finite_rep(rep):
+            _raise_nonfinite(ctx.nonfinite)
         J = rep.to_matrix_set(ctx.choices, (int(sum(out_sizes)), N))
+        if ctx.dropped:
+            _check_continuation(flat_fun, leaves, diff, J)
         return jax.tree_util.tree_unflatten(out_tree, [o.val for o in outs]), J
 
     return wrapped

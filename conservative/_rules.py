@@ -176,9 +176,13 @@ def tie(d, tol):
 def values_agree(vals, tol):
     """Do candidate values agree within tol (and a few ulps)?"""
     vals = np.asarray(vals, dtype=np.float64)
-    scale = np.max(np.abs(vals), axis=0)
-    spread = np.max(vals, axis=0) - np.min(vals, axis=0)
-    return spread <= tol + 8 * np.finfo(np.float64).eps * np.maximum(scale, 1.0)
+    finite = np.all(np.isfinite(vals), axis=0)
+    with np.errstate(invalid="ignore"):
+        scale = np.max(np.abs(vals), axis=0)
+        spread = np.max(vals, axis=0) - np.min(vals, axis=0)
+        close = spread <= tol + 8 * np.finfo(np.float64).eps * np.maximum(scale, 1.0)
+    # non-finite values agree only when equal (inf with inf; never nan): inf - inf is no spread
+    return np.where(finite, close, np.all(vals == vals[:1], axis=0))
 
 
 def select_elementwise(ctx, branches, active, owner=None):

@@ -128,7 +128,7 @@ class JRep:
 
     def restrict(self, mask: np.ndarray) -> JRep:
         """Keep the rows where ``mask`` is true (others become zero)."""
-        center = self.center * mask[:, None]
+        center = np.where(mask[:, None], self.center, 0.0)  # not a product: inf·0 would be nan
         tables = {}
         for gid, (rows, vals) in self.tables.items():
             keep = mask[rows]

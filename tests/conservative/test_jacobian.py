@@ -282,9 +282,14 @@ def test_piecewise_at_the_breakpoint():
     S = jacobian(g)(x)
     assert_hull_equal(S, [np.diag([0.5, 0.5, 2.0]), np.diag([2.0, 0.5, 2.0])])
     assert_ad_in(S, g, x)
-    # two conditions are two independent choices (DESIGN §4): "neither holds" selects the default 0
+    # x < 0 and x >= 0 ask on which side of the one tie x = 0 the point is: one shared choice,
+    # so "neither holds" (the default branch 0) is not a selection
     g2 = lambda x: jnp.piecewise(x, [x < 0, x >= 0], [lambda x: 0.5 * x, lambda x: 2 * x])  # noqa: E731
-    assert interval(jacobian(g2)(0.0)) == (0.0, 2.0)
+    assert interval(jacobian(g2)(0.0)) == (0.5, 2.0)
+    assert interval(jacobian(g2, fast=True)(0.0)) == (0.5, 2.0)
+    # 0 < x is the same side test as x > 0, and x <= 1 the complement of x > 1
+    g3 = lambda x: jnp.piecewise(x, [x > 1, 1 >= x], [lambda x: 3 * x - 2, lambda x: x])  # noqa: E731
+    assert interval(jacobian(g3)(1.0)) == (1.0, 3.0)
 
 
 @pytest.mark.parametrize(
@@ -881,11 +886,20 @@ def test_jumps_of_integer_results_raise(f, x):
 
 
 def test_total_order_comparisons_are_tied_like_plain_ones():
-    # jnp.interp at a knot: the index from searchsorted (lt_to comparisons) is tied; never a singleton
+    # jnp.interp at a knot: the index from searchsorted (lt_to comparisons) is tied, each index
+    # is a selection, and the two pieces meet continuously: the set is [-1, 1] (slopes ±1)
     f = lambda x: jnp.interp(x, jnp.array([0.0, 1.0, 2.0]), jnp.array([0.0, 1.0, 0.0]))  # noqa: E731
-    with pytest.raises(ValueError):
-        cv.jacobian(f)(jnp.asarray(1.0))
+    for fast in (False, True):
+        assert interval(cv.jacobian(f, fast=fast)(jnp.asarray(1.0))) == (-1.0, 1.0)
     assert cv.jacobian(f)(jnp.asarray(0.5)).vertices.ravel().tolist() == [1.0]
+    # a knot where the slope does not change is a tie without a kink: a singleton
+    g = lambda x: jnp.interp(x, jnp.array([0.0, 1.0, 2.0]), jnp.array([0.0, 1.0, 2.0]))  # noqa: E731
+    assert cv.jacobian(g)(jnp.asarray(1.0)).vertices.ravel().tolist() == [1.0]
+    # vector input, knots of a 4-point table: each tied coordinate gets its own pair of slopes
+    xp, fp = jnp.array([0.0, 1.0, 2.0, 3.0]), jnp.array([0.0, 2.0, 1.0, 1.0])
+    h = lambda x: jnp.interp(x, xp, fp)  # noqa: E731
+    S = cv.jacobian(h)(jnp.array([1.0, 2.0, 0.5]))
+    assert_hull_equal(S, [np.diag([a, b, 2.0]) for a in (2.0, -1.0) for b in (-1.0, 0.0)])
 
 
 def test_bit_level_and_other_discrete_results_without_a_rule_raise():
