@@ -102,8 +102,8 @@ class DerivativeConvergence:
     Rates: ``predicted_rate`` (spectral radius of ∂ₓF(x̄) for a single piece, else the JSR upper
     bound of the A-family), ``predicted_rate_bounds`` (lower, upper), ``predicted_rate_jax``
     (spectral radius of JAX's own ∂ₓF at the last iterate of the run: the rate of JAX's derivative
-    once the iterates stay on that piece); ``observed`` fitted rates exp(slope of log error) with their windows (observations,
-    not bounds); ``curves`` the per-iteration data behind them.
+    once the iterates stay on that piece); ``observed`` fitted rates exp(slope of log error) with
+    their windows (observations, not bounds); ``curves`` the per-iteration data behind them.
 
     Verdict: ``verdict`` ∈ {"converge", "diverge", "inconclusive"} with ``reason``; ``notes`` says
     what is approximate and by how much.
@@ -207,7 +207,8 @@ class DerivativeConvergence:
         if self.jsr is not None:
             L.append("  A-family: " + self.jsr.summary())
             if self.jsr_exact:
-                L.append(f"    exact (sympy) spectral radius of the word's product: {self.jsr_exact['spectral_radius']} "
+                L.append("    exact (sympy) spectral radius of the word's product: "
+                         f"{self.jsr_exact['spectral_radius']} "
                          f"→ lower bound {self.jsr_exact['lower']}; eigenvalues {self.jsr_exact['eigenvalues']}")
         if self.fixed_set is not None:
             L.append(f"  fix(𝒥) = J_pb: {len(self.fixed_set.vertices)} vertex(es), Hausdorff error ≤ "
@@ -290,25 +291,27 @@ class DerivativeConvergence:
         cv = self.curves
         fig, axes = plt.subplots(1, 3, figsize=(15, 4))
         pos = lambda v: np.where(np.asarray(v, float) > 0, np.asarray(v, float), np.nan)  # noqa: E731
-        rate = self.predicted_rate
+        # along the run from x0 the iterates and JAX's derivative follow one piece: its rate, drawn
+        # when Assumption A holds (otherwise the set-valued rate says nothing about this one run)
+        rate = self.predicted_rate_jax if self.verdict == "converge" else None
 
-        def predicted_line(ax, ks, vals):
+        def predicted_line(ax, ks, vals, key):
             vals = np.asarray(vals, float)
             if rate is None or not len(vals) or not math.isfinite(rate) or rate <= 0:
                 return
-            s = int(self.observed.get("jax", {}).get("window", [0])[0] or 0) if self.observed else 0
-            s = min(s, len(vals) - 1)
+            window = self.observed.get(key, {}).get("window") or [0]
+            s = min(int(window[0]), len(vals) - 1)
             if vals[s] > 0:
                 ks = np.asarray(ks)
                 ax.semilogy(ks[s:], vals[s] * rate ** (ks[s:] - ks[s]), "k--", lw=0.9,
-                            label=f"predicted rate {rate:.4g}")
+                            label=f"predicted local rate {rate:.4g}")
 
         ax = axes[0]
         k = np.arange(len(cv.get("iterate_error", [])))
         if len(k):
             ax.semilogy(k, pos(cv["iterate_error"]), label=r"$\|x_k-\bar x\|$")
             ax.semilogy(k, pos(cv["step"]), ":", label=r"$\|x_{k+1}-x_k\|$")
-            predicted_line(ax, k, cv["iterate_error"])
+            predicted_line(ax, k, cv["iterate_error"], "iterates")
         ax.set_title("iterates", fontsize=9)
         ax.set_xlabel("k")
         ax.legend(fontsize=7)
@@ -318,7 +321,7 @@ class DerivativeConvergence:
             kj = np.arange(len(cv["jax_error"]))
             ax.semilogy(kj, pos(cv["jax_error"]), label=r"JAX: $\|J_k - J_\infty\|$")
             ax.semilogy(kj, pos(cv["jax_increment"]), ":", label=r"JAX: $\|J_{k+1} - J_k\|$")
-            predicted_line(ax, kj, cv["jax_error"])
+            predicted_line(ax, kj, cv["jax_error"], "jax")
         if len(cv.get("piggyback_gap", [])):
             ax.semilogy(cv["piggyback_gap_steps"], pos(cv["piggyback_gap"]), "o", ms=3, mfc="none",
                         label=r"gap$(\mathcal{J}_k$, fix $\mathcal{J})$ (certified)")
@@ -328,11 +331,11 @@ class DerivativeConvergence:
 
         ax = axes[2]
         drawn = False
-        if len(cv.get("piggyback_diameter", [])):
+        if np.any(np.asarray(cv.get("piggyback_diameter", []), float) > 0):
             ax.semilogy(np.arange(len(cv["piggyback_diameter"])), pos(cv["piggyback_diameter"]),
                         label=r"diam $\mathcal{J}_k$ from $x_0$")
             drawn = True
-        if len(cv.get("at_xbar_diameter", [])):
+        if np.any(np.asarray(cv.get("at_xbar_diameter", []), float) > 0):
             kd = np.arange(len(cv["at_xbar_diameter"]))
             ax.semilogy(kd, pos(cv["at_xbar_diameter"]), label=r"diam $\mathcal{J}_k$, recursion at $\bar x$")
             lo, hi = self.predicted_rate_bounds
@@ -344,7 +347,8 @@ class DerivativeConvergence:
             ax.axhline(self.fixed_set.diameter(), color="gray", ls=":", label=r"diam fix $\mathcal{J}$")
             drawn = True
         if not drawn:
-            ax.text(0.5, 0.5, "all sets are singletons", ha="center", va="center", transform=ax.transAxes)
+            ax.text(0.5, 0.5, "every 𝒥_k is a single matrix (no tie along the run)", ha="center", va="center",
+                    transform=ax.transAxes)
         ax.set_title("set-valued piggyback: diameters", fontsize=9)
         ax.set_xlabel("k")
         if drawn:

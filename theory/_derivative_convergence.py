@@ -654,7 +654,8 @@ def _verdict(cert, jres, jexact, blew, singleton, A_fam, observed, pred, tie):
                            f"the A-family vertices{ex}): a product of selections grows, the set-valued derivative "
                            "recursion diverges although the iterates converge")
     if blew:
-        return "diverge", "JAX's derivative of the iterates was observed to blow up (non-finite or beyond 1e10 × its start)"
+        return "diverge", ("JAX's derivative of the iterates was observed to blow up (non-finite or beyond 1e10 × "
+                           "its start)")
     srad = max(_spectral_radius(a) for a in A_fam)
     s2 = max(float(np.linalg.norm(a, 2)) for a in A_fam)
     why = f"no certificate either way: JSR ∈ [{jres.lower:.10g}, {jres.upper:.10g}]" if jres is not None else \

@@ -4,7 +4,6 @@ then Sinkhorn (inconclusive), the report's renderings and bad input."""
 import dataclasses
 import json
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -88,7 +87,7 @@ def test_heavy_ball_diverges_with_certified_word(heavy_ball):
     assert rep.verdict == "diverge"
     assert rep.jsr.lower > 1 and rep.jsr.lower <= rep.jsr.upper
     A = rep.A_family
-    assert len(A) == 2                                           # M1 (x ≥ 0) and M2 (x < 0), found through the tolerance
+    assert len(A) == 2                        # M1 (x ≥ 0) and M2 (x < 0), found through the tolerance
     # the lower bound is the spectral radius of the word's product, to the 1/|w| power
     P = np.linalg.multi_dot([A[i] for i in rep.jsr_word]) if len(rep.jsr_word) > 1 else A[rep.jsr_word[0]]
     assert rep.jsr.lower == pytest.approx(max(abs(np.linalg.eigvals(P))) ** (1 / len(rep.jsr_word)), rel=1e-9)
