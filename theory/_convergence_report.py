@@ -99,8 +99,10 @@ class DerivativeConvergence:
     ``gap_lower`` ≤ gap(J_pb, J_imp) (certified), ``gap_at_vertices`` the largest distance from a
     vertex of conv J_pb to the J_imp samples, attained at ``witness``.
 
-    Rates: ``predicted_rate`` (spectral radius of ∂ₓF(x̄) for a single piece, else the JSR upper
-    bound of the A-family), ``predicted_rate_bounds`` (lower, upper), ``predicted_rate_jax``
+    Rates: ``predicted_rate`` (spectral radius of ∂ₓF(x̄) for a single piece; for several pieces
+    under Assumption A that of the piece the iterates settle on; else the JSR upper bound of the
+    A-family), ``predicted_rate_bounds`` (JSR bounds of the A-family: the rate of the set-valued
+    recursion at x̄), ``predicted_rate_jax``
     (spectral radius of JAX's own ∂ₓF at the last iterate of the run: the rate of JAX's derivative
     once the iterates stay on that piece); ``observed`` fitted rates exp(slope of log error) with
     their windows (observations, not bounds); ``curves`` the per-iteration data behind them.
@@ -221,7 +223,8 @@ class DerivativeConvergence:
         if self.implicit_note:
             L.append(f"  J_imp: {self.implicit_note}")
         lo, hi = self.predicted_rate_bounds
-        L.append(f"  predicted local rate {_fmt(self.predicted_rate)} (bounds [{_fmt(lo)}, {_fmt(hi)}]); "
+        L.append(f"  predicted local rate {_fmt(self.predicted_rate)} (set-valued recursion at x̄: "
+                 f"[{_fmt(lo)}, {_fmt(hi)}]); "
                  f"JAX's piece at the end of the run: {_fmt(self.predicted_rate_jax)}")
         obs = ", ".join(f"{k} {_fmt(v['rate'])}" for k, v in self.observed.items())
         if obs:
@@ -347,13 +350,14 @@ class DerivativeConvergence:
             ax.axhline(self.fixed_set.diameter(), color="gray", ls=":", label=r"diam fix $\mathcal{J}$")
             drawn = True
         if not drawn:
-            ax.text(0.5, 0.5, "every 𝒥_k is a single matrix (no tie along the run)", ha="center", va="center",
+            ax.text(0.5, 0.5, "every set J_k is a single matrix (no tie along the run)", ha="center", va="center",
                     transform=ax.transAxes)
         ax.set_title("set-valued piggyback: diameters", fontsize=9)
         ax.set_xlabel("k")
         if drawn:
             ax.legend(fontsize=7)
-        fig.suptitle(title or f"verdict: {self.verdict} — {self.reason[:140]}", fontsize=9)
+        # plain letters in the title: the default font has no script capitals
+        fig.suptitle(title or f"verdict: {self.verdict} — {self.reason[:140]}".replace("𝒥", "J"), fontsize=9)
         fig.tight_layout()
         if path is not None:
             import io

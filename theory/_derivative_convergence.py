@@ -23,9 +23,10 @@ where heavy-ball fails", Vaiter 2023):
 4. **The limits.**  With ρ < 1: J_pb = fix 𝒥 (``fixed_set``, a certified Hausdorff error), the
    implicit set J_imp = {(I - A)⁻¹B : [A, B] ∈ 𝒥} ⊆ J_pb (``implicit_set``) and the excess
    gap(J_pb, J_imp) with a witness (``compare_limits``); J_imp ⊊ J_pb is possible at a kink.
-5. **Rates.**  Predicted: the spectral radius of ∂ₓF(x̄) when 𝒥 is a single piece (the local
-   rate on the identified pieces), else the JSR bounds of the A-family (the rate of the
-   set-valued recursion).  Observed: least-squares fits of log-errors along the run from x0 of
+5. **Rates.**  Predicted: the spectral radius of ∂ₓF(x̄) when 𝒥 is a single piece; for several
+   pieces under Assumption A, that of the piece the iterates settle on (JAX's ∂ₓF at the end of
+   the run: the local rate on the identified pieces), else the JSR upper bound of the A-family;
+   the JSR bounds are the rate of the set-valued recursion at x̄.  Observed: least-squares fits of log-errors along the run from x0 of
    ‖x_k - x̄‖, of JAX's forward-mode derivative J_k = ∂x_k/∂θ (``jax.jvp`` through the iterations,
    i.e. ``jax.jacfwd`` of the unrolled loop) to its limit, and of gap(𝒥_k, J_pb) along the
    set-valued piggyback (``conservative.piggyback``); for a non-contracting family of several
@@ -523,7 +524,11 @@ def derivative_convergence(F, x0, theta, *, xbar=None, tol: float = 1e-12, maxit
     v = jnp.asarray(np.random.default_rng(0).standard_normal(n))
     _, JK, (xerr, xstep, jerr, jinc, jnorm, sigs), Js = _derivative_run(Ff, x0f, t, steps, xb, J_ref, v)
     k_id = _identification_step(sigs)
-    if k_id > 0.75 * steps:
+    identified = k_id <= 0.75 * steps
+    if not singleton and identified and cert.contracts:
+        # the iterates settled on one piece: the local rate is that piece's, JSR bounds the sets' rate
+        pred = pred_jax
+    if not identified:
         notes.append(f"the piece of F used by the iterates changes until step {k_id} of {steps} (no identification "
                      "within the run): rates are fitted from k = 0")
         k_id = 0

@@ -112,6 +112,38 @@ def test_heavy_ball_tie_found_within_the_derived_tolerance(heavy_ball):
     assert rep.jax_element_in_family
 
 
+def test_gradient_descent_two_pieces_local_rate_and_fixed_set():
+    """GD with step 1/2 on the same f: J_F(0, 0) = conv{[1/2, 1/2], [7/8, 1/2]} (x ≥ 0 / x < 0).
+    fix 𝒥 = [1, 4] (the fixed points 1/2/(1 - 1/2) and 1/2/(1 - 7/8) are its ends); from x0 = 1 the
+    iterates stay on x > 0, so the local rate is 1/2 while the set-valued recursion's is 7/8."""
+    G = algorithms.gradient_descent(grad_f, 0.5)
+    rep = theory.derivative_convergence(G, jnp.ones(1), jnp.zeros(1))
+    assert rep.verdict == "converge" and len(rep.family.vertices) == 2
+    V = np.sort(rep.fixed_set.vertices.ravel())
+    assert np.max(np.abs(V - [1.0, 4.0])) <= max(rep.fixed_set_error, 64 * EPS * 4)
+    assert rep.predicted_rate == pytest.approx(0.5, abs=64 * EPS)
+    assert rep.predicted_rate_bounds[0] == pytest.approx(0.875, rel=1e-9)
+    for key in ("iterates", "jax", "piggyback"):
+        assert rep.observed[key]["rate"] == pytest.approx(0.5, abs=0.01), key
+    # J_imp = {1/2 / (1 - a) : a ∈ [1/2, 7/8]} = [1, 4] = J_pb: no strict inclusion in one dimension
+    assert not rep.limits.strict
+
+
+def test_admm_tv_denoising_predicted_rate_is_fitted():
+    rng = np.random.default_rng(1)
+    y = np.repeat([0.0, 2.0, -1.0], 2) + 0.3 * rng.standard_normal(6)
+    prob = algorithms.tv_denoising(y, 0.5)
+    base = prob.theta
+
+    def F(s, t):
+        return prob.F(s, dict(base, y=t))
+
+    rep = theory.derivative_convergence(F, prob.x0, jnp.asarray(y))
+    assert rep.verdict == "converge"
+    assert rep.observed["jax"]["rate"] == pytest.approx(rep.predicted_rate, abs=0.01)
+    assert rep.observed["piggyback"]["rate"] == pytest.approx(rep.predicted_rate, abs=0.01)
+
+
 # ----------------------------------------------------------------------------- lasso at a kink
 def test_lasso_equal_limits_at_a_kink_approached_from_one_side():
     """Orthogonal design X = I, γ = 1/2: F(x, λ) = S_{λ/2}(x/2 + y/2), y = (3, 1), λ = 1, so
