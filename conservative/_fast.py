@@ -31,44 +31,84 @@ _TIE_PRIMS = {"max", "min", "abs", "clamp", "reduce_max", "reduce_min", "argmax"
 _DISCRETE_HANDLED = R.COMPARISONS | {"argmax", "argmin", "sort", "convert_element_type"}
 
 
-def _tied(name, params, vals, tol):
-    """Traced: does this nonsmooth primitive have a tie at these values?"""
+#: the fast path flags a tie within this many ulps of the operands' magnitude (see ``_near``)
+SLACK_ULPS = 64
+
+
+def _near(d, scale, tol):
+    """Traced: |d| within ``tol`` plus ``SLACK_ULPS`` ulps of ``scale``.
+
+    The compiled program rounds differently from the interpreter's op-by-op evaluation (XLA
+    fuses ``a / sqrt(b)`` into ``a * rsqrt(b)``, contracts ``a * b + c`` into an FMA), so a tie
+    that is exact in the interpreter can be a few ulps off here, and the reverse.  Flagging
+    near-ties hands those points to the interpreter, which decides on its own values: the set is
+    the same whichever path runs."""
+    return jnp.abs(d) <= tol + SLACK_ULPS * jnp.finfo(jnp.float64).eps * scale
+
+
+def _tied(name, params, vals, tol, scales):
+    """Traced: does this nonsmooth primitive have a tie (or a near-tie) at these values?
+    ``scales`` are magnitudes of the terms the operands were computed from (``_Scales``)."""
     f = lambda v: jnp.asarray(v, jnp.float64)  # noqa: E731
     if name in ("max", "min"):
-        return jnp.any(jnp.abs(f(vals[0]) - f(vals[1])) <= tol)
+        return jnp.any(_near(f(vals[0]) - f(vals[1]), jnp.maximum(scales[0], scales[1]), tol))
     if name in ("abs", "sign"):
-        return jnp.any(jnp.abs(f(vals[0])) <= tol)
+        return jnp.any(_near(f(vals[0]), scales[0], tol))
     if name in ("floor", "ceil"):
         x = f(vals[0])
-        return jnp.any(jnp.abs(x - jnp.round(x)) <= tol)
+        return jnp.any(_near(x - jnp.round(x), scales[0], tol))
     if name == "round":
         x = f(vals[0])
-        return jnp.any(jnp.abs(x - jnp.floor(x) - 0.5) <= tol)
+        return jnp.any(_near(x - jnp.floor(x) - 0.5, scales[0], tol))
     if name == "clamp":
         lo, x, hi = (f(v) for v in vals)
-        return jnp.any((jnp.abs(x - lo) <= tol) | (jnp.abs(x - hi) <= tol))
+        return jnp.any(_near(x - lo, jnp.maximum(scales[0], scales[1]), tol)
+                       | _near(x - hi, jnp.maximum(scales[1], scales[2]), tol))
     if name in ("argmax", "argmin") and not R.is_float(vals[0]):
         return jnp.asarray(False)
     if name in ("reduce_max", "reduce_min", "argmax", "argmin"):
         axes = tuple(params["axes"])
         x = f(vals[0])
         ext = jnp.max(x, axis=axes, keepdims=True) if name in ("reduce_max", "argmax") else jnp.min(x, axis=axes, keepdims=True)
-        return jnp.any(jnp.sum(jnp.abs(x - ext) <= tol, axis=axes) > 1)
+        scale = jnp.max(jnp.broadcast_to(scales[0], x.shape), axis=axes, keepdims=True)
+        return jnp.any(jnp.sum(_near(x - ext, scale, tol), axis=axes) > 1)
     if name == "sort":
         # a lexicographic tie needs equal values in every key, in particular in each float key:
         # flagging self-ties of the float keys over-approximates (safe: the interpreter decides)
         d = params["dimension"]
-        flags = [jnp.any(jnp.diff(jnp.sort(f(v), axis=d), axis=d) <= tol)
-                 for v in vals[: params["num_keys"]] if R.is_float(v)]
+        flags = []
+        for v, sc in zip(vals[: params["num_keys"]], scales):
+            if R.is_float(v):
+                sv = jnp.sort(f(v), axis=d)
+                scale = jnp.max(jnp.broadcast_to(sc, jnp.shape(v)), axis=d, keepdims=True)
+                flags.append(jnp.any(_near(jnp.diff(sv, axis=d), scale, tol)))
         return jnp.any(jnp.stack(flags)) if flags else jnp.asarray(False)
     raise KeyError(name)
+
+
+#: primitives whose result is a sum of terms: the magnitude of the terms bounds its rounding
+_SUMS = {"add", "sub", "add_any", "dot_general", "reduce_sum"}
+
+
+def _term_scale(name, params, vals, out):
+    """Traced magnitude of the terms summed to make ``out`` (|a| + |b| for a ± b, |A|·|B| for a
+    product of matrices, Σ|x| for a sum), or |out| for other primitives: a near-zero result of a
+    cancellation is tested against the size of what cancelled, not against itself."""
+    a = [jnp.abs(jnp.asarray(v, jnp.float64)) for v in vals]
+    if name in ("add", "sub", "add_any"):
+        return a[0] + a[1]
+    if name == "dot_general":
+        return lax.dot_general(a[0], a[1], params["dimension_numbers"], preferred_element_type=jnp.float64)
+    if name == "reduce_sum":
+        return jnp.sum(a[0], axis=tuple(params["axes"]))
+    return jnp.abs(jnp.asarray(out, jnp.float64))
 
 
 def _any(a):
     return jnp.asarray(False) if a is None else jnp.any(a)
 
 
-def trace_ties(jaxpr, consts, args, ambs, tol, deps=None):
+def trace_ties(jaxpr, consts, args, ambs, tol, deps=None, scales=None):
     """Evaluate ``jaxpr`` (traceable) → (outputs, output ambiguity masks, tie flag, output deps).
 
     ``deps[i]`` says whether argument i may depend on the differentiated inputs (an
@@ -86,6 +126,17 @@ def trace_ties(jaxpr, consts, args, ambs, tol, deps=None):
     def is_dep(v):
         return False if isinstance(v, jcore.Literal) else dep.get(v, False)
 
+    producer = {}  # var -> (primitive, params, operand values, value) of sums (``_term_scale``)
+    outer = {}  # var -> thunk of the scale of an argument, from the caller's jaxpr
+
+    def scale(v):
+        if not isinstance(v, jcore.Literal):
+            if v in producer:
+                return _term_scale(*producer[v])
+            if v in outer:
+                return outer[v]()
+        return jnp.abs(jnp.asarray(read(v)[0], jnp.float64))
+
     for var, c in zip(jaxpr.constvars, consts):
         env[var] = c
     for var, a, m, d in zip(jaxpr.invars, args, ambs, deps):
@@ -93,6 +144,9 @@ def trace_ties(jaxpr, consts, args, ambs, tol, deps=None):
         dep[var] = bool(d)
         if m is not None:
             amb[var] = m
+    for var, sc in zip(jaxpr.invars, scales or []):
+        if sc is not None:
+            outer[var] = sc
     for eqn in jaxpr.eqns:
         name, p = eqn.primitive.name, eqn.params
         pairs = [read(v) for v in eqn.invars]
@@ -109,7 +163,8 @@ def trace_ties(jaxpr, consts, args, ambs, tol, deps=None):
                 inner, iconsts = inner.jaxpr, inner.consts
             else:
                 iconsts = []
-            outs, oambs, f, odeps = trace_ties(inner, iconsts, vals, in_amb, tol, in_dep)
+            thunks = [(lambda v=v: scale(v)) for v in eqn.invars]  # inlined calls (relu) see the caller's sums
+            outs, oambs, f, odeps = trace_ties(inner, iconsts, vals, in_amb, tol, in_dep, thunks)
             flag = flag | f
             for var, o, m, d in zip(eqn.outvars, outs, oambs, odeps):
                 env[var] = o
@@ -177,12 +232,14 @@ def trace_ties(jaxpr, consts, args, ambs, tol, deps=None):
         else:
             outs = eqn.primitive.bind(*vals, **p)
             outs = list(outs) if eqn.primitive.multiple_results else [outs]
+            if name in _SUMS and R.is_float(outs[0]) and any_dep:
+                producer[eqn.outvars[0]] = (name, p, vals, outs[0])
             if name in R.COMPARISONS:
                 flag = flag | _any(in_amb[0]) | _any(in_amb[1])
                 if R.is_float(vals[0]) and eqn.invars[0] is not eqn.invars[1] and any_dep:
-                    out_amb = jnp.broadcast_to(
-                        jnp.abs(jnp.asarray(vals[0], jnp.float64) - jnp.asarray(vals[1], jnp.float64)) <= tol,
-                        jnp.shape(outs[0]))
+                    d = jnp.asarray(vals[0], jnp.float64) - jnp.asarray(vals[1], jnp.float64)
+                    sc = jnp.maximum(scale(eqn.invars[0]), scale(eqn.invars[1]))
+                    out_amb = jnp.broadcast_to(_near(d, sc, tol), jnp.shape(outs[0]))
             elif name in R.LOGICAL and any(m is not None for m in in_amb):
                 shape = jnp.shape(outs[0])
                 ms = [jnp.zeros(shape, bool) if m is None else jnp.broadcast_to(m, shape) for m in in_amb]
@@ -201,12 +258,12 @@ def trace_ties(jaxpr, consts, args, ambs, tol, deps=None):
                 # float → bool: tied at 0 (like x != 0); float → int: jumps at nonzero integers
                 x = jnp.asarray(vals[0], jnp.float64)
                 if p["new_dtype"] == jnp.bool_:
-                    out_amb = jnp.abs(x) <= tol
+                    out_amb = _near(x, scale(eqn.invars[0]), tol)
                 else:
-                    flag = flag | jnp.any((jnp.abs(x - jnp.round(x)) <= tol) & (jnp.round(x) != 0))
+                    flag = flag | jnp.any(_near(x - jnp.round(x), scale(eqn.invars[0]), tol) & (jnp.round(x) != 0))
             elif (name == "bitcast_convert_type" and in_amb[0] is None and any_dep and R.is_float(vals[0])
                   and jnp.shape(outs[0]) == jnp.shape(vals[0])):
-                flag = flag | jnp.any(jnp.abs(jnp.asarray(vals[0], jnp.float64)) <= tol)  # the sign bit at 0
+                flag = flag | jnp.any(_near(jnp.asarray(vals[0], jnp.float64), scale(eqn.invars[0]), tol))  # sign bit at 0
             elif name == "convert_element_type" and in_amb[0] is not None:
                 if jnp.issubdtype(p["new_dtype"], jnp.floating):
                     flag = flag | _any(in_amb[0])
@@ -223,7 +280,7 @@ def trace_ties(jaxpr, consts, args, ambs, tol, deps=None):
             elif name in L.SPECTRAL and any_dep:
                 flag = flag | L.spectrum_degenerate(name, p, vals, tol)
             elif name in _TIE_PRIMS and any_dep:
-                flag = flag | _tied(name, p, vals, tol)
+                flag = flag | _tied(name, p, vals, tol, [scale(v) for v in eqn.invars])
                 if any(m is not None for m in in_amb):  # e.g. argmax(x > 0) with x tied at 0
                     flag = flag | jnp.any(jnp.stack([_any(m) for m in in_amb if m is not None]))
             elif any(m is not None for m in in_amb):

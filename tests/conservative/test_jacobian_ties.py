@@ -131,3 +131,74 @@ def test_a_non_finite_derivative_that_reaches_the_output_still_raises():
     for fast in (False, True):
         with pytest.raises(ValueError, match="not finite"):
             cv.jacobian(lambda x: jnp.linalg.norm(x), fast=fast)(jnp.zeros(2))
+
+
+# ---------------------------------------------------------------- one tie decision
+def _ball(a, b, c):
+    u = np.array([a, b])
+    r = float(jnp.linalg.norm(jnp.asarray(u)))  # the radius the interpreter computes: an exact tie there
+    return (lambda u: u * jnp.minimum(1.0, r / jnp.linalg.norm(u))), u
+
+
+def _rsqrt(a, b, c):
+    t = float(jnp.asarray(a) / jnp.sqrt(jnp.asarray(b)))  # eager a / sqrt(b); XLA fuses it to a * rsqrt(b)
+    return (lambda x: jax.nn.relu(x / jnp.sqrt(b) - t) + c * x), np.array([a])
+
+
+def _fma(a, b, c):
+    d = float(jnp.asarray(a) * jnp.asarray(b) + jnp.asarray(c))  # eager; compiled a * x + c may be an FMA
+    return (lambda x: jnp.maximum(a * x + c, d)), np.array([b])
+
+
+def _group_prox(a, b, c):
+    x = np.array([a, b, c])
+    lam = float(jnp.linalg.norm(jnp.asarray(x)))
+    return (lambda x: jnp.where(jnp.linalg.norm(x) > lam, (1 - lam / jnp.linalg.norm(x)) * x, 0 * x)), x
+
+
+_PROGRAMS = [_ball, _rsqrt, _fma, _group_prox]
+
+
+def _vertex_set(S):
+    V = S.vertices.reshape(len(S.vertices), -1)
+    return V[np.lexsort(V.T[::-1])]
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=60, deadline=None)
+@given(a=st.floats(0.1, 10.0), b=st.floats(0.1, 10.0), c=st.floats(-3.0, 3.0),
+       k=st.integers(0, len(_PROGRAMS) - 1), ulps=st.integers(-2, 2))
+def test_fast_path_and_interpreter_decide_ties_alike(a, b, c, k, ulps):
+    # at exact ties of the interpreter's arithmetic, and a few ulps off them, the first call, the
+    # second call and the compiled fast path return the same set
+    f, x = _PROGRAMS[k](a, b, c)
+    x = x.copy()
+    for _ in range(abs(ulps)):
+        x[0] = np.nextafter(x[0], np.inf if ulps > 0 else -np.inf)
+    J = cv.jacobian(f)
+    sets = [J(jnp.asarray(x)), J(jnp.asarray(x)), cv.jacobian(f, fast=True)(jnp.asarray(x)),
+            cv.jacobian(f, fast=False)(jnp.asarray(x))]
+    V = [_vertex_set(S) for S in sets]
+    scale = max(1.0, float(np.max(np.abs(V[-1]))))
+    for W in V[:-1]:
+        assert W.shape == V[-1].shape, [len(v) for v in V]
+        assert np.max(np.abs(W - V[-1]), initial=0.0) <= 1e3 * np.finfo(float).eps * scale
+
+
+def test_piggyback_sees_every_boundary_step_of_a_projected_gradient():
+    # projected gradient onto the unit ball with the minimizer outside: every iterate from the
+    # second on lies on the sphere, each such step is tied (the projection's two pieces)
+    c = jnp.array([3.0, 4.0])
+
+    def F(x, theta):
+        y = x - 0.5 * (x - theta)
+        return y * jnp.minimum(1.0, 1.0 / jnp.linalg.norm(y))
+
+    res = cv.piggyback(F, jnp.array([0.6, 0.8]), c, 6)
+    boundary = [k for k in range(6) if abs(float(jnp.linalg.norm(res.iterates[k])) - 1.0) == 0.0
+                and float(jnp.linalg.norm(res.iterates[k] - 0.5 * (res.iterates[k] - c))) == 1.0]
+    assert set(boundary) <= set(res.tied_steps)
+    assert bool(res.ad_in_set.all())
