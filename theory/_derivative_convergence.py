@@ -50,7 +50,7 @@ import numpy as np
 from jax import lax
 from jax.flatten_util import ravel_pytree
 
-from conservative import MatrixSet, SetTooLargeError, jacobian, piggyback
+from conservative import JumpError, MatrixSet, SetTooLargeError, jacobian, piggyback
 from conservative._divergence import MAX_GROWTH, describe_divergence, growth_limit
 
 from ._contraction import contraction_factor
@@ -209,10 +209,19 @@ def _ties(family: MatrixSet, exact: MatrixSet) -> tuple:
     return tuple(out)
 
 
+def _joint_family(Ff, xbar, t, tol):
+    """J_F(x̄, θ) as joint [∂ₓF, ∂_θF] blocks with pieces active within ``tol``."""
+    try:
+        return jacobian(Ff, argnums=(0, 1), tol=tol)(xbar, t)
+    except JumpError as exc:
+        raise JumpError(f"F: at x̄ a comparison tied within the tie tolerance {tol:.3e} selects branches that "
+                        f"differ by more than it (F jumps there, or the tolerance is too large): {exc}") from exc
+
+
 def _family_and_tolerance(Ff, xbar, t, residual, floor, lipschitz, tie_tol):
     """(family, exact family, tolerance, certificate, δ, derivation log, consistent, L)."""
     n = xbar.shape[0]
-    exact = jacobian(Ff, argnums=(0, 1))(xbar, t)
+    exact = _joint_family(Ff, xbar, t, 0.0)
     if lipschitz is None:
         L = max(1.0, max(float(np.linalg.norm(a, 2)) for a in _a_blocks(exact, n)))
     else:
@@ -220,14 +229,14 @@ def _family_and_tolerance(Ff, xbar, t, residual, floor, lipschitz, tie_tol):
     r_eff = residual + floor
     log = []
     if tie_tol is not None:
-        fam = exact if tie_tol == 0 else jacobian(Ff, argnums=(0, 1), tol=tie_tol)(xbar, t)
+        fam = exact if tie_tol == 0 else _joint_family(Ff, xbar, t, tie_tol)
         cert = _contraction(_a_blocks(fam, n))
         delta = cert.condition * r_eff / (1 - cert.rho) if cert.contracts else math.inf
         log.append(dict(tolerance=tie_tol, vertices=len(fam.vertices), rho=cert.rho, distance_bound=delta,
                         rule="given"))
         return fam, exact, tie_tol, cert, delta, tuple(log), bool(L * delta <= tie_tol), L
     tol = L * r_eff
-    fam = exact if tol == 0 else jacobian(Ff, argnums=(0, 1), tol=tol)(xbar, t)
+    fam = exact if tol == 0 else _joint_family(Ff, xbar, t, tol)
     for _ in range(8):
         cert = _contraction(_a_blocks(fam, n))
         delta = cert.condition * r_eff / (1 - cert.rho) if cert.contracts else math.inf
@@ -236,7 +245,7 @@ def _family_and_tolerance(Ff, xbar, t, residual, floor, lipschitz, tie_tol):
             break
         # the pieces within L·δ of x̄ may be more than those within tol: enlarge and re-check
         tol = 2.0 * L * delta
-        fam = jacobian(Ff, argnums=(0, 1), tol=tol)(xbar, t)
+        fam = _joint_family(Ff, xbar, t, tol)
     consistent = bool(math.isfinite(delta) and L * delta <= tol)
     return fam, exact, tol, cert, delta, tuple(log), consistent, L
 
