@@ -31,6 +31,8 @@ EXPERIMENTS = {
     "ridge_precision": ("ridge_precision", "jaxopt paper Fig. 2: Jacobian vs iterate error", ["slopes"]),
     "sinkhorn": ("sinkhorn", "slides: Sinkhorn derivatives converge", ["fitted_rate", "final_error"]),
     "bilevel": ("bilevel", "one-step paper §3: hypergradient descent", ["final_objective"]),
+    "derivative_convergence": ("derivative_convergence", "one call: do the derivatives converge? (FB, heavy-ball, "
+                               "Sinkhorn)", ["verdicts", "all_as_expected"]),
 }
 
 
