@@ -59,8 +59,13 @@ Semantics (DESIGN.md §4):
   ``jnp.sort(x)``.  A tied comparison converted to a number is a 0/1 indicator: ``x * (x > 0)`` at 0 is
   resolved like ``where(x > 0, x, 0)`` (a product whose other factor is nonzero there jumps:
   ``JumpError``); any other use of such an indicator raises an error.
-* Values, and therefore ties, are those XLA computes: on CPU it flushes subnormal numbers to
-  zero, so a coordinate of 1e-310 is tied with 0.
+* Values, and therefore ties, are those XLA computes primitive by primitive (op-by-op, as
+  ``jax.disable_jit`` would): on CPU it flushes subnormal numbers to zero, so a coordinate of
+  1e-310 is tied with 0.  The compiled fast path fuses arithmetic (``a / sqrt(b)`` becomes
+  ``a * rsqrt(b)``, ``a * b + c`` an FMA) and rounds differently, so it decides nothing itself:
+  it flags every point within ``SLACK_ULPS`` ulps of a tie (relative to the magnitude of the
+  terms that cancelled) and hands it to the interpreter.  The set is therefore a function of
+  ``(fun, x)`` alone: first call, later calls, ``fast=True`` and ``piggyback`` agree.
 * Pytrees: the columns are the leaves of the differentiated arguments (in ``argnums`` order,
   each pytree flattened by ``jax.tree_util.tree_leaves``, each leaf raveled in C order); the
   rows are the output leaves, flattened the same way.  With ``argnums=(0, 1)`` the set is the
