@@ -136,6 +136,9 @@ class _Ctx:
         self.tie_bases: dict = {}  # id of a shared tie -> its base choice
         self.keep: list = []
         self.dropped = False  # some option was not finite at an output (``_resolve_output``)
+        self.levels: list = []  # the jaxprs being interpreted (``_Level``), outermost first
+        self.hold = 0  # > 0 while values are held outside the environments (loops, options)
+        self.choices.free = lambda roots: _free_groups(self, roots)
 
 
 def _size(x):
@@ -193,19 +196,81 @@ def _read(env, v):
     return env[v]
 
 
+class _Level:
+    """One jaxpr being interpreted: its environment and, per variable, the index of the last
+    equation that reads it (outputs: never dead), so that ``_free_groups`` knows which values are
+    still in use."""
+
+    __slots__ = ("env", "last", "at")
+
+    def __init__(self, jaxpr, env):
+        self.env, self.at = env, -1
+        n = len(jaxpr.eqns)
+        self.last = {}
+        for i, eqn in enumerate(jaxpr.eqns):
+            for v in eqn.invars:
+                if not isinstance(v, jcore.Literal):
+                    self.last[v] = i
+        for v in jaxpr.outvars:
+            if not isinstance(v, jcore.Literal):
+                self.last[v] = n
+
+
 def _eval_jaxpr(ctx, jaxpr, consts, args):
     env = {}
     for var, c in zip(jaxpr.constvars, consts):
         env[var] = c if isinstance(c, _V) else _V(jnp.asarray(c))
     for var, a in zip(jaxpr.invars, args):
         env[var] = a
-    for eqn in jaxpr.eqns:
-        invals = [_read(env, v) for v in eqn.invars]
-        outs = _eval_eqn(ctx, eqn, invals)
-        for var, o in zip(eqn.outvars, outs):
-            if not isinstance(var, jcore.DropVar):
-                env[var] = o
-    return [_read(env, v) for v in jaxpr.outvars]
+    level = _Level(jaxpr, env)
+    ctx.levels.append(level)
+    try:
+        for i, eqn in enumerate(jaxpr.eqns):
+            level.at = i
+            invals = [_read(env, v) for v in eqn.invars]
+            outs = _eval_eqn(ctx, eqn, invals)
+            for var, o in zip(eqn.outvars, outs):
+                if not isinstance(var, jcore.DropVar):
+                    env[var] = o
+        level.at = len(jaxpr.eqns)
+        return [_read(env, v) for v in jaxpr.outvars]
+    finally:
+        ctx.levels.pop()
+
+
+def _holding(fn):
+    """Run ``fn(ctx, ...)`` with ``ctx.hold`` raised: it keeps values in Python lists (loop
+    carries, per-option results) where ``_free_groups`` cannot see them."""
+    def wrapped(ctx, *args):
+        ctx.hold += 1
+        try:
+            return fn(ctx, *args)
+        finally:
+            ctx.hold -= 1
+    wrapped.__name__, wrapped.__doc__ = fn.__name__, fn.__doc__
+    return wrapped
+
+
+def _free_groups(ctx, roots):
+    """The groups among ``roots`` that no value still in use depends on: none of the values of
+    the jaxprs being interpreted that are read after the current equation (or are outputs).
+    Inside loops, option-by-option evaluation and tied conds values are also held outside the
+    environments: nothing is free there."""
+    if ctx.hold or not ctx.levels:
+        return set()
+    free = set(roots)
+    find = ctx.choices.find
+    for level in ctx.levels:
+        for var, v in level.env.items():
+            if level.last.get(var, -1) <= level.at:
+                continue  # read for the last time by the current equation (or never)
+            reps = [v.rep] + (list(v.alts[2]) if v.alts is not None and v.alts[2] is not None else [])
+            for r in reps:
+                if r is not None:
+                    free -= {find(g) for g in r.tables}
+            if not free:
+                return free
+    return free
 
 
 def _eval_closed(ctx, closed, args):
@@ -384,6 +449,7 @@ _ELEMENTWISE = {"add", "sub", "mul", "div", "neg", "convert_element_type", "max"
                 "square", "exp", "log", "sin", "cos", "tanh", "abs", "sign", "floor", "ceil", "round"}
 
 
+@_holding
 def _ambiguous_elementwise(ctx, eqn, invals):
     """An elementwise primitive reading one value that is ambiguous at some positions (two values
     there: a 0/1 indicator, sign at 0, ...), evaluated with each of the two values.  Where the two
@@ -650,6 +716,7 @@ def _option_input(v, world):
     return _V(val, None if reps is None else reps[int(np.ravel_multi_index(a, table.shape[: len(bases)]))])
 
 
+@_holding
 def _eval_options(ctx, eqn, invals):
     """Evaluate ``eqn`` once per joint option of the ties it reads (``argmax``/``argmin`` indices,
     tied comparisons: ``_V.alts``).
@@ -834,6 +901,7 @@ def _permuted_options(ctx, flat_in, out, blocks, gids):
 
 
 # ------------------------------------------------------------------ control flow
+@_holding
 def _cond(ctx, eqn, invals):
     index, ops = invals[0], invals[1:]
     branches = eqn.params["branches"]
@@ -872,6 +940,7 @@ def _slice_v(v, t, inner):
     return _V(val, rep, amb)
 
 
+@_holding
 def _scan(ctx, eqn, invals):
     p = eqn.params
     nc, ncar, L = p["num_consts"], p["num_carry"], p["length"]
@@ -898,6 +967,7 @@ def _scan(ctx, eqn, invals):
     return carry + stacked
 
 
+@_holding
 def _while(ctx, eqn, invals):
     p = eqn.params
     cn, bn = p["cond_nconsts"], p["body_nconsts"]

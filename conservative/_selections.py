@@ -25,6 +25,7 @@ rule of conservative calculus (Bolte & Pauwels 2021), e.g. relu(x) - relu(-x) at
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -47,6 +48,9 @@ class Choices:
 
     def __init__(self, max_selections: int):
         self.max_selections = int(max_selections)
+        #: ``free(roots) -> roots`` (set by the interpreter): the groups among ``roots`` that no
+        #: value still in use depends on, so ``choose`` may absorb them (``None``: never)
+        self.free = None
         self.parent: dict[int, int] = {}
         self.bases: dict[int, tuple[int, ...]] = {}
         self.size: dict[int, int] = {}  # options of each base choice
@@ -209,12 +213,27 @@ def choose(ch: Choices, base: JRep, blocks, gids=None) -> JRep:
     """
     out = base.canonical(ch)
     tables = dict(out.tables)
+    blocks = [(P, [o.canonical(ch) for o in options]) for P, options in blocks]
+    free = set()
+    if gids is None and ch.free is not None:
+        # a group that only this block's options depend on (the value it came from is used for
+        # the last time here) needs no joint enumeration with the new choice: its selections
+        # are enumerated option by option and the group disappears
+        users: dict = {}
+        for idx, (_, options) in enumerate(blocks):
+            for g in {g for o in options for g in o.tables}:
+                users.setdefault(g, set()).add(idx)
+        lone = {g for g, u in users.items() if len(u) == 1} - set(tables)
+        free = ch.free(lone) if lone else set()
     for idx, (P, options) in enumerate(blocks):
         P = np.asarray(P, dtype=np.int64)
         K = len(options)
-        options = [o.canonical(ch) for o in options]
-        b = ch.new_group(K) if gids is None else gids[idx]
+        options = [o.canonical(ch) for o in options]  # earlier blocks may have merged groups
         touched = sorted({g for o in options for g in o.tables})
+        if touched and set(touched) <= free:
+            _add_table(tables, *_absorbed(ch, P, options))
+            continue
+        b = ch.new_group(K) if gids is None else gids[idx]
         root = ch.merge([b] + touched) if touched else b
         if touched:
             # existing tables of merged groups are re-keyed to the root in `tables` below
@@ -233,6 +252,27 @@ def choose(ch: Choices, base: JRep, blocks, gids=None) -> JRep:
                 Ta[..., rows, :] += lifted
         _add_table(tables, root, np.sort(P), T[..., np.argsort(P), :])
     return JRep(out.center, tables)
+
+
+def _absorbed(ch: Choices, P: np.ndarray, options):
+    """(gid, rows, table) of a new group whose options are every selection of every option:
+    option a under each joint assignment of the groups it depends on (which nothing else uses),
+    duplicates removed.  The hull is that of the joint enumeration, at the cost of the sum over
+    options instead of the product."""
+    mats = []
+    for o in options:
+        roots = list(o.tables)
+        shapes = [ch.shape(g) for g in roots]
+        for a in itertools.product(*[list(np.ndindex(sh)) for sh in shapes]):
+            M = o.center.copy()
+            for g, ag in zip(roots, a):
+                rows, vals = o.tables[g]
+                M[rows] += vals[ag]
+            mats.append(M)
+    mats = np.unique(np.stack(mats).reshape(len(mats), -1), axis=0).reshape((-1,) + mats[0].shape)
+    ch.check_limit(len(mats), f"a choice among {len(options)} options over their own ties has {len(mats)} selections")
+    order = np.argsort(P)
+    return ch.new_group(len(mats)), P[order], mats[:, order, :]
 
 
 def choose_joint(ch: Choices, bases, options, size: int, ncols: int) -> JRep:
