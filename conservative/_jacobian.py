@@ -1013,7 +1013,8 @@ def _check_continuation(flat_fun, leaves, diff, J):
         outs = jax.tree_util.tree_leaves(flat_fun(*ls))
         return jnp.concatenate([jnp.ravel(jnp.asarray(o, jnp.float64)) for o in outs])
 
-    scale = 1.0 + max(np.max(np.abs(J.vertices)), 0.0)
+    # a bound on the entries of the set's matrices, without enumerating its vertices
+    scale = 1.0 + np.max(np.abs(J.center), initial=0.0) + sum(np.max(np.abs(g), initial=0.0) for g in J.groups)
     for sgn in (1.0, -1.0):
         Jn = np.asarray(jax.jacfwd(g)(jnp.asarray(flat + sgn * h * d)), np.float64).reshape(J.shape)
         dist = J.distance(Jn) if np.all(np.isfinite(Jn)) else np.inf
