@@ -3,10 +3,13 @@
 * ``MatrixSet``: compact convex sets of matrices (Minkowski sums of convex hulls);
 * ``jacobian`` / ``value_and_jacobian``: the whole conservative Jacobian of a JAX program at a
   point, as a ``MatrixSet`` (JAX's ``jacfwd`` returns one element of it);
+* ``directional_derivative`` / ``ld_derivative`` / ``lexicographic_jacobian``: f′(x; d) and
+  Khan & Barton's LD-derivatives, derivatives of the *function* (not of the program's choices);
 * ``piggyback``: the set-valued piggyback recursion along the iterates of x_{k+1} = F(x_k, θ).
 """
 
 from ._jacobian import JumpError, NoRuleError, jacobian, register_smooth, value_and_jacobian
+from ._lexicographic import AmbiguousTieError, directional_derivative, ld_derivative, lexicographic_jacobian
 from ._matrix_set import DEFAULT_MAX_VERTICES, MatrixSet, SetTooLargeError, as_matrix_stack
 from ._piggyback import PiggybackResult, PiggybackVJPResult, piggyback, piggyback_vjp
 
@@ -24,4 +27,8 @@ __all__ = [
     "piggyback_vjp",
     "PiggybackResult",
     "PiggybackVJPResult",
+    "directional_derivative",
+    "ld_derivative",
+    "lexicographic_jacobian",
+    "AmbiguousTieError",
 ]
