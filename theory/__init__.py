@@ -13,6 +13,9 @@
 * the one-call check ``derivative_convergence(F, x0, theta)`` → ``DerivativeConvergence`` (x̄, the
   family at x̄ with a derived tie tolerance, Assumption A or JSR bounds, fix 𝒥, J_imp, predicted
   and observed rates, verdict converge / diverge / inconclusive);
+* parameter sweeps on ``dask.distributed``: ``sweep(fn, grid, client=..., store=...)`` → ``SweepResult``
+  (a ``LocalCluster`` or a scheduler address; results stored cell by cell in Parquet, so a sweep
+  resumes), ``load_sweep(store)``; needs the ``sweep`` extra;
 * the papers' error bounds: ``one_step_error_bound`` (one-step paper, Cor. 1),
   ``one_step_error_bound_superlinear`` (Cor. 3), ``implicit_error_bound_one_step_paper``
   (Remark 2), ``implicit_jacobian_error_bound`` (jaxopt paper, Theorem 1), and
@@ -42,6 +45,7 @@ from ._fixed_set import FixedSetIteration, fixed_set, fixed_set_iteration
 from ._invariant_polytope import InvariantPolytope, invariant_polytope
 from ._jsr import JSRResult, exact_eigenvalues, exact_product, jsr, symmetric_lift, word_product
 from ._limits import ImplicitSet, LimitComparison, compare_limits, implicit_set
+from ._sweep import SweepResult, load_sweep, sweep
 
 __all__ = [
     "CertifiedDistance", "distance", "project", "gap", "hausdorff",
@@ -54,4 +58,5 @@ __all__ = [
     "estimator_error_bounds",
     "implicit_jacobian_error_bound",
     "derivative_convergence", "DerivativeConvergence", "VERDICTS", "fit_rate",
+    "sweep", "load_sweep", "SweepResult",
 ]
