@@ -3,11 +3,13 @@
 * ``MatrixSet``: compact convex sets of matrices (Minkowski sums of convex hulls);
 * ``jacobian`` / ``value_and_jacobian``: the whole conservative Jacobian of a JAX program at a
   point, as a ``MatrixSet`` (JAX's ``jacfwd`` returns one element of it);
-* ``directional_derivative`` / ``ld_derivative`` / ``lexicographic_jacobian``: f′(x; d) and
+* ``clarke_jacobian``: the Clarke Jacobian of the function (the hull of the essentially active
+  selections), the smallest conservative Jacobian; ``directional_derivative`` / ``ld_derivative`` / ``lexicographic_jacobian``: f′(x; d) and
   Khan & Barton's LD-derivatives, derivatives of the *function* (not of the program's choices);
 * ``piggyback``: the set-valued piggyback recursion along the iterates of x_{k+1} = F(x_k, θ).
 """
 
+from ._clarke import clarke_jacobian
 from ._jacobian import JumpError, NoRuleError, jacobian, register_smooth, value_and_jacobian
 from ._lexicographic import AmbiguousTieError, directional_derivative, ld_derivative, lexicographic_jacobian
 from ._matrix_set import DEFAULT_MAX_VERTICES, MatrixSet, SetTooLargeError, as_matrix_stack
@@ -27,6 +29,7 @@ __all__ = [
     "piggyback_vjp",
     "PiggybackResult",
     "PiggybackVJPResult",
+    "clarke_jacobian",
     "directional_derivative",
     "ld_derivative",
     "lexicographic_jacobian",

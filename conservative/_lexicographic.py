@@ -431,7 +431,7 @@ def _same(ctx, v, P):
     return bool(np.all(R.values_agree(vals[:, None], 0.0))) and len(_classes(rows)) == 1
 
 
-def _side_of(ctx, a, b, shape):
+def _side_of(ctx, a, b, shape, sided=True):
     """Per flat position: the side of the tie a vs b (+1: a above, -1: below, 0: equal, np.nan:
     undecided) where tied in value; None where not tied."""
     va, vb = (np.asarray(_flat(v, shape), np.float64) for v in (a, b))
@@ -442,7 +442,8 @@ def _side_of(ctx, a, b, shape):
         C = _diff_rows(ctx, a, b, shape, tied)
         for j, pos in enumerate(tied):
             if np.any(C[j]):
-                sides[pos] = ctx.decider.side(C[j], lin)
+                # ==/!= only ask whether the pair separates (it does on both sides): no decision
+                sides[pos] = ctx.decider.side(C[j], lin) if sided else 1
             else:
                 sides[pos] = 0 if lin else np.nan
     return sides
@@ -461,7 +462,7 @@ def _compare(ctx, eqn, ins):
     shape = out.shape
     flat = out.reshape(-1)
     und = np.zeros(flat.size, bool)
-    for pos, s in _side_of(ctx, ins[0], ins[1], shape).items():
+    for pos, s in _side_of(ctx, ins[0], ins[1], shape, sided=name not in ("eq", "ne", "eq_to")).items():
         if np.isnan(s):
             und[pos] = True
         else:
@@ -550,8 +551,7 @@ def _discrete_cast(ctx, v, out):
         for p in np.flatnonzero(R.tie(x, 0.0)):
             c = _clean(rows[p], np.abs(rows[p]))
             if np.any(c):
-                ctx.decider.side(c, v.lin)
-                o[p] = True
+                o[p] = True  # nonzero on both sides: no decision to make
             elif not v.lin:
                 und[p] = True
         return _T(o.reshape(np.shape(out)), None, True, und.reshape(np.shape(out)))
