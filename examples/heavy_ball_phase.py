@@ -450,6 +450,13 @@ def main(argv=None):
     print(f"  iterates converge, derivatives diverge: {s['flagship_cells']} cells, "
           f"{s['flagship_cells_certified']} certified (JSR lower > 1 and a convergence certificate)")
     sp = s["slides_point"]
+    if s["sweep"]["errors"]:
+        first = next(c for c in s["cells"] if c["class"] == "error")
+        print(f"  {s['sweep']['errors']} cells failed, e.g. α = {first['alpha']}, β = {first['beta']}: "
+              f"{first['error_type']}: {first['error_message']} (see heavy_ball_phase.json)")
+    if sp["class"] == "error":
+        print("  slides' point α = 1, β = 3/4: failed (see above)")
+        return 1
     print(f"  slides' point α = 1, β = 3/4: {sp['class']} (JSR ∈ [{sp['jsr_lower']:.10f}, {sp['jsr_upper']:.10f}], "
           f"word {sp['jsr_word']}; iterates by {sp['iterates_method']} {sp['iterates_certificate'] or ''}, "
           f"rate ≤ {sp['iterates_rate_bound']:.6f})")
@@ -503,4 +510,4 @@ def _scheduler_arg(text):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

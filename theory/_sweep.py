@@ -192,8 +192,20 @@ def _error_fields(exc: BaseException) -> dict:
             "error_traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))}
 
 
-def _run_cells(fn, cells):
-    """Evaluate ``fn(**params)`` on each (key, params); an exception becomes the cell's error record."""
+@functools.lru_cache(maxsize=8)
+def _load_fn(payload: bytes):
+    import cloudpickle
+
+    return cloudpickle.loads(payload)
+
+
+def _run_cells(payload: bytes, cells):
+    """Evaluate ``fn(**params)`` on each (key, params); an exception becomes the cell's error record.
+
+    ``fn`` arrives as cloudpickle bytes: Dask pickles tasks with plain pickle when it can, which
+    refers to functions by module name, so ``cloudpickle.register_pickle_by_value`` would not apply;
+    loaded once per worker process (cached by its bytes)."""
+    fn = _load_fn(payload)
     out = []
     worker = _worker_address()
     for key, params in cells:
@@ -537,7 +549,7 @@ def sweep(fn, grid, *, client=None, store=None, workers=None, progress=True, ret
         check_count(workers, "workers")
     cloudpickle = _require("cloudpickle")
     try:
-        cloudpickle.dumps(fn)
+        payload = cloudpickle.dumps(fn)
     except Exception as exc:
         raise TypeError(f"fn: cannot be pickled for the workers ({type(exc).__name__}: {exc})") from exc
 
@@ -568,7 +580,7 @@ def sweep(fn, grid, *, client=None, store=None, workers=None, progress=True, ret
             futures = {}
             try:
                 chunks = [todo[i:i + cells_per_task] for i in range(0, len(todo), cells_per_task)]
-                task = functools.partial(_run_cells, fn)
+                task = functools.partial(_run_cells, payload)
                 futs = c.map(task, chunks, pure=False)
                 futures = dict(zip(futs, chunks))
                 for fut in distributed.as_completed(list(futures)):
