@@ -396,7 +396,8 @@ def _plot(out, cells, alphas, betas, ga, gd_it, gd_jsr, kappa, quick):
     ax.pcolormesh(be, ae, C, cmap=cmap, vmin=-0.5, vmax=4.5)
     B, A = np.meshgrid(betas, alphas)
     if (~cert).any():  # uncertified cells hatched with dots
-        ax.scatter(B[~cert], A[~cert], s=4 if not quick else 20, c="white", marker=".", label="not certified")
+        ax.scatter(B[~cert], A[~cert], s=6 if not quick else 24, c="white", edgecolors="black", linewidths=0.4,
+                   marker="o", label="not certified")
     ax.plot(SLIDES_POINT[1], SLIDES_POINT[0], "k*", ms=14, mec="white", label="slides' point (1, 3/4)")
     for i, k in enumerate(CLASSES[:4]):
         ax.plot([], [], "s", color=cmap(i), label=k)
