@@ -28,8 +28,12 @@ unpickled on the workers) is recorded the same way for each of its cells.
 converted, arrays to lists) or a single scalar (stored as ``value``).  Every row also carries
 ``cell_key``, ``status``, ``seconds`` (the cell's time on its worker) and ``worker``.  The result
 is a ``SweepResult`` (records in grid order, ``columns``, ``array(name)`` shaped like a dict grid,
-``to_arrow()``); ``load_sweep(DIR)`` opens a store without computing anything, and the part files
-can be read by any Parquet reader (``pyarrow.dataset.dataset(DIR)``, pandas, polars, DuckDB).
+``to_arrow()``); ``load_sweep(DIR)`` opens a store without computing anything and merges the parts
+(``load_sweep(DIR).to_arrow()``: one table, column types unified across parts).  Each part is a
+self-contained Parquet file; a part's schema holds the columns of its own cells (a column that was
+None in all of them has the null type), so other readers should union by name: DuckDB
+``read_parquet('DIR/part-*.parquet', union_by_name=true)``, or ``pyarrow.dataset.dataset(DIR,
+schema=pyarrow.unify_schemas([pyarrow.parquet.read_schema(p) for p in parts]))``.
 
 Dask and pyarrow are the ``sweep`` extra (``pip install conservative-ad[sweep]``); they are imported
 when a sweep runs, so ``import theory`` does not need them.
@@ -455,10 +459,12 @@ class _Progress:
                 sys.stderr.write("\r" + line)
                 sys.stderr.flush()
                 self.last = now
-        elif force or self.done >= self.next_line or self.done == self.total:
+        elif force or self.done >= self.next_line or self.done == self.total or now - self.last > 60:
+            # not a terminal (a log file): a line every 10% of the cells, and at least once a minute
             sys.stderr.write(line + "\n")
             sys.stderr.flush()
             self.next_line = self.done + max(1, self.total // 10)
+            self.last = now
 
     def close(self):
         if self.show and self.tty:
