@@ -30,7 +30,10 @@ def sampled_limits(f, x, n_samples, seed=0, h=1e-6):
     D = np.random.default_rng(seed).standard_normal((n_samples, flat.size))
     D /= np.linalg.norm(D, axis=1, keepdims=True)
     g = lambda z: jnp.ravel(f(z.reshape(np.shape(x))))  # noqa: E731
-    return np.asarray(jax.vmap(jax.jacfwd(g))(jnp.asarray(flat + h * D)))
+    J = np.asarray(jax.vmap(jax.jacfwd(g))(jnp.asarray(flat + h * D)))
+    # one representative per distinct limit (they are few: one per piece met)
+    _, first = np.unique(np.round(J.reshape(len(J), -1), 5), axis=0, return_index=True)
+    return J[np.sort(first)]
 
 
 # ------------------------------------------------------------------ closed forms
@@ -97,6 +100,14 @@ def test_higher_order_needed_raises():
     f = lambda z: jax.nn.relu(jnp.minimum(z[1], z[0] ** 2 - z[1]))  # noqa: E731
     with pytest.raises(NotImplementedError, match="higher-order"):
         clarke_jacobian(f)(jnp.zeros(2))
+    # a known limitation: |sin(y)| after relu(y) has the sign of y to every order, but the
+    # first-order test sees a non-affine tie on the boundary y = 0 of the relu's pattern (2-D)
+    g = lambda z: jax.nn.relu(z[1]) + jnp.abs(jnp.sin(z[1]))  # noqa: E731
+    with pytest.raises(NotImplementedError, match="higher-order"):
+        clarke_jacobian(g)(jnp.zeros(2))
+    # (in 1-D the cone {0} is pointed: decided exactly)
+    assert_same_hull(clarke_jacobian(lambda y: jax.nn.relu(y) + jnp.abs(jnp.sin(y)))(jnp.zeros(1)),
+                     [[[2.0]], [[-1.0]]])
     with pytest.raises(AmbiguousTieError):
         clarke_jacobian(lambda x: jnp.where(x ** 2 > 0, x + 1, x - 1) + 0 * x)(jnp.zeros(1))
 
@@ -140,7 +151,7 @@ def _random_pa_program(seed, n):
     return f
 
 
-@settings(max_examples=12, deadline=None)
+@settings(max_examples=6, deadline=None)
 @given(st.integers(0, 10_000), st.integers(1, 2))
 def test_clarke_between_limits_and_conservative(seed, n):
     f = _random_pa_program(seed, n)
@@ -160,3 +171,28 @@ def test_clarke_between_limits_and_conservative(seed, n):
     # the LD element is in the Clarke Jacobian
     M = np.random.default_rng(seed).standard_normal((n, n))
     assert S.contains(lexicographic_jacobian(f)(x, M=M), tol=tol)
+
+
+@settings(max_examples=3, deadline=None)
+@given(st.integers(0, 10_000))
+def test_nonlinear_pieces_against_sampled_limits(seed):
+    # smooth nonlinear maps after piecewise-affine ties (with a duplicated neuron): the ties are
+    # decided at first order, and limits at x + h·d approach the vertices to O(h)
+    rng = np.random.default_rng(seed)
+    W = rng.integers(-2, 3, (3, 2)).astype(float)
+    W[2] = W[0]
+    b = rng.standard_normal(2)
+
+    def f(x):
+        h = jax.nn.relu(W @ x)
+        m = jnp.max(h - jnp.abs(W[1] @ x))
+        return jnp.stack([jnp.tanh(m + x[1]) * jnp.exp(b @ x), jnp.sin(h[2] - h[0]) + jnp.cos(x[1]) * h[1]])
+
+    x = jnp.zeros(2)
+    S = clarke_jacobian(f)(x)
+    C = jacobian(f)(x)
+    assert all(C.contains(v, tol=1e-12) for v in S.vertices)
+    limits = sampled_limits(f, x, 600, seed=seed, h=1e-8)
+    assert all(S.distance(L) <= 1e-6 for L in limits)
+    for v in S.vertices:
+        assert np.min(np.abs(limits - v).reshape(len(limits), -1).max(axis=1)) <= 1e-6, v

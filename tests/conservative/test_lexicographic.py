@@ -32,6 +32,15 @@ def test_directional_closed_forms(d):
     assert dd(lambda x: jnp.clip(x, 0.0, 1.0), 1.0) == min(d, 0.0)
     assert dd(lambda x: x * (x > 0)) == max(d, 0.0)
     assert abs(dd(jax.nn.softplus) - d / 2) <= 4 * EPS
+    # one-sided values of floor/round/ceil at their jumps, resolved by a vanishing factor
+    assert dd(lambda x: x * jnp.floor(x)) == max(-d, 0.0)
+    assert dd(lambda x: x * jnp.ceil(x)) == max(d, 0.0)
+    assert dd(lambda x: (x - 0.5) * jnp.round(x), 0.5) == max(d, 0.0)
+    if d < 0:  # x·floor(x) jumps from 1 to 0 below x = 1
+        with pytest.raises(JumpError):
+            dd(lambda x: x * jnp.floor(x), 1.0)
+    else:
+        assert dd(lambda x: x * jnp.floor(x), 1.0) == d
 
 
 def test_directional_vector_and_pytrees():
@@ -162,7 +171,7 @@ def _random_pa_program(seed, n):
     return f
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=12, deadline=None)
 @given(st.integers(0, 10_000), st.integers(1, 3))
 def test_ld_element_in_program_set_and_one_sided_differences(seed, n):
     f = _random_pa_program(seed, n)
