@@ -34,7 +34,7 @@ from ._run import IterationMap, Solution, fixed_point_residual, run, solve
 
 
 # --- estimators of the derivative of the limit, implicit differentiation, smooth solvers ---
-from ._implicit import RESIDUAL_RTOL, ResidualWarning, custom_fixed_point, custom_root, root_jvp
+from ._implicit import RESIDUAL_RTOL, ResidualWarning, custom_fixed_point, custom_root, root_jvp, symmetry_hint
 from ._interior_point import (
     QP,
     IPState,
@@ -44,7 +44,7 @@ from ._interior_point import (
     qp_residuals,
     qp_solve,
 )
-from ._iterate import CHUNK_SECONDS, MAX_GROWTH, MODES, DivergenceWarning, iterate
+from ._iterate import CHUNK_SECONDS, MAX_GROWTH, MODES, DivergenceWarning, implicit_plan, iterate
 from ._linear_solve import (
     SOLVERS,
     IllConditionedWarning,
@@ -54,6 +54,20 @@ from ._linear_solve import (
     gmres,
     normal_cg,
     solve_linear,
+)
+from ._restricted import free_coordinates, restricted_solve
+from ._strategies import (
+    CG,
+    DENSE_THRESHOLD,
+    GMRES,
+    LU,
+    Auto,
+    BiCGSTAB,
+    Cholesky,
+    Custom,
+    NormalCG,
+    as_strategy,
+    choose_solver,
 )
 from ._mirror_descent import entropic_objective, mirror_descent_map
 from ._newton import logistic_regression_hessian, logistic_regression_objective, newton_map, newton_solve

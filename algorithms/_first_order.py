@@ -98,7 +98,9 @@ def gradient_descent(grad_f: Callable[[Any, Any], Any], step) -> IterationMap:
     def F(x, theta):
         return _tree_axpy(-_param(step, theta), grad_f(x, theta), x)
 
-    return IterationMap(F, name="gradient_descent", diagnose=_step_diagnosis("gradient descent", grad_f, step))
+    # I - ∂ₓF = s∇²f: symmetric, positive definite at a strict minimum (CG under solve='auto')
+    return IterationMap(F, name="gradient_descent", diagnose=_step_diagnosis("gradient descent", grad_f, step),
+                        symmetric=True)
 
 
 # ----------------------------------------------------------------------------- FB

@@ -141,6 +141,9 @@ def interior_point_map(*, mu_min: float = 1e-12, fraction: float = 0.99):
         t = jnp.minimum(1.0, fraction * jnp.minimum(_max_step(s, ds), _max_step(z, dz)))
         return IPState(x + t * dx, s + t * ds, z + t * dz, y + t * dy)
 
+    # root form for implicit differentiation: the KKT residual (cheaper than I - ∂ₓF, which
+    # would differentiate the factorization inside F); iterate(mode="implicit") uses it by default
+    F.optimality = qp_optimality
     return F
 
 

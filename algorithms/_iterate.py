@@ -285,9 +285,10 @@ def _check_map_signature(F, x0, theta):
 
 
 def iterate(F: Callable, x0, theta, steps: int, *, mode: str = "autodiff", truncate: int | None = None,
-            optimality_fun: Callable | None = None, solve: str = "lu", tol: float = 1e-10,
+            optimality_fun: Callable | None = None, solve="auto", tol: float = 1e-10,
             maxiter: int | None = None, check_finite: bool = True, checks: bool = True,
-            max_growth: float | None = MAX_GROWTH, residual_rtol: float | None = RESIDUAL_RTOL):
+            max_growth: float | None = MAX_GROWTH, residual_rtol: float | None = RESIDUAL_RTOL,
+            symmetric: bool | None = None, support="auto"):
     """Run x_k = F(x_{k-1}, θ) for ``steps`` steps; derivatives in θ follow the chosen estimator.
 
     Args:
@@ -299,8 +300,21 @@ def iterate(F: Callable, x0, theta, steps: int, *, mode: str = "autodiff", trunc
       truncate: K, the number of last steps differentiated in ``"truncated"`` mode (1 ≤ K ≤ steps);
         K = 1 is the one-step estimator.
       optimality_fun: for ``"implicit"`` only, an optional root form G(x, θ) = 0 of the fixed point
-        (e.g. ``stationarity(f)`` for Newton's map) used instead of I - ∂ₓF.
-      solve, tol, maxiter: linear solver of the implicit mode (see :func:`custom_root`).
+        (e.g. ``stationarity(f)`` for Newton's map) used instead of I - ∂ₓF. When it is None and
+        F has an ``optimality`` attribute (``newton_map``: ∇₁f; ``interior_point_map``: the
+        KKT residual), that root form is used: it avoids differentiating the linear solve
+        inside F (:func:`implicit_plan` says which system and solver a call uses).
+      solve, tol, maxiter: linear solver of the implicit mode (see :func:`custom_root`). The
+        default ``'auto'`` is dense LU for at most ``DENSE_THRESHOLD`` unknowns, matrix-free
+        above: CG when the system is symmetric positive definite (``symmetric``), else GMRES.
+      symmetric: the implicit system (restricted to the support, see ``support``) is symmetric
+        positive definite; None reads a ``symmetric`` attribute of the root form or of F
+        (``gradient_descent``, ``lasso``, ``newton_map`` set it).
+      support: fixed-point form only: ``'auto'`` (default) solves only on the coordinates
+        whose rows of ∂ₓF are not identically zero (prox/projection fixed points, Bertrand et
+        al. 2020; the same solution as the full system), a callable ``support(x, theta)``
+        gives them as a boolean pytree, None solves the full system. In the root form a
+        callable restricts ∂₁G to S (see :func:`custom_root`); ``'auto'`` solves it in full.
       check_finite: check every iterate for divergence and report the first bad step: an entry
         that is inf/nan, or ‖x_k‖_∞ > ``max_growth`` · max(‖x_0‖_∞, ‖x_1‖_∞) (see
         ``conservative._divergence``). ``ValueError`` on concrete values, a :class:`DivergenceWarning`
@@ -359,10 +373,48 @@ def iterate(F: Callable, x0, theta, steps: int, *, mode: str = "autodiff", trunc
     def solver(init, th):
         return run(init, th, steps)
 
-    if optimality_fun is None:
+    G = _root_form(F, optimality_fun)
+    if G is None:
         wrapped = custom_fixed_point(F, solve=solve, tol=tol, maxiter=maxiter, checks=checks,
-                                     residual_rtol=residual_rtol)(solver)
+                                     residual_rtol=residual_rtol, symmetric=symmetric, support=support)(solver)
     else:
-        wrapped = custom_root(optimality_fun, solve=solve, tol=tol, maxiter=maxiter, checks=checks,
-                              residual_rtol=residual_rtol)(solver)
+        wrapped = custom_root(G, solve=solve, tol=tol, maxiter=maxiter, checks=checks,
+                              residual_rtol=residual_rtol, symmetric=symmetric,
+                              support=None if support == "auto" else support)(solver)
     return wrapped(sg(x0), theta)
+
+
+def _root_form(F, optimality_fun):
+    """The root form used by mode='implicit': ``optimality_fun``, else F's own ``optimality``."""
+    if optimality_fun is not None:
+        return optimality_fun
+    G = getattr(F, "optimality", None)
+    return G if callable(G) else None
+
+
+def implicit_plan(F, x0, theta=None, *, optimality_fun: Callable | None = None, solve="auto",
+                  symmetric: bool | None = None, support="auto") -> dict:
+    """Which linear system and which solver ``iterate(F, x0, theta, k, mode="implicit", ...)`` uses.
+
+    Returns a dict: ``system`` ('root form ∂₁G(x, θ) u = -∂₂G θ̇' with its source, or
+    'fixed point (I - ∂ₓF) u = ∂_θF θ̇'), ``n`` (unknowns), ``symmetric`` (the hint in force),
+    ``support`` ('auto': restricted to the nonzero rows of ∂ₓF, 'callable', or 'full'),
+    ``solver`` (the strategy chosen, e.g. ``'LU()'``, ``'CG()'``, ``'GMRES(restart=30)'``).
+    """
+    from jax.flatten_util import ravel_pytree
+
+    from ._implicit import symmetry_hint
+    from ._strategies import choose_solver
+
+    n = ravel_pytree(x0)[0].size
+    G = _root_form(F, optimality_fun)
+    if G is None:
+        system = "fixed point (I - ∂ₓF) u = ∂_θF θ̇"
+        sym = symmetry_hint(F) if symmetric is None else symmetric
+        sup = "full" if support is None else ("auto" if support == "auto" else "callable")
+    else:
+        source = "optimality_fun" if optimality_fun is not None else "F.optimality"
+        system = f"root form ∂₁G u = -∂₂G θ̇ (G = {source})"
+        sym = symmetry_hint(G) if symmetric is None else symmetric
+        sup = "callable" if callable(support) else "full"
+    return dict(system=system, n=n, symmetric=sym, support=sup, solver=choose_solver(solve, n, sym).describe())

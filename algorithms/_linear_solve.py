@@ -31,9 +31,13 @@ import jax.scipy.linalg as jsl
 import numpy as np
 from jax import lax
 
+from ._strategies import GMRES, STRINGS, Auto, as_strategy, choose_solver
+
 DENSE_SOLVERS = ("lu", "cholesky")
 ITERATIVE_SOLVERS = ("cg", "gmres", "bicgstab", "normal_cg")
+#: the strings ``solve=`` accepts (strategy objects and callables too, see ``_strategies``)
 SOLVERS = DENSE_SOLVERS + ITERATIVE_SOLVERS
+SOLVE_STRINGS = STRINGS
 
 #: condition numbers above this trigger an :class:`IllConditionedWarning`.
 COND_WARN = 1e10
@@ -138,16 +142,18 @@ def report(attach, check: Callable[..., None], *values, flag=None, scale: bool =
     return jax.tree_util.tree_unflatten(treedef, leaves)
 
 
-def _check_converged(name: str, tol: float):
+def _check_converged(name: str, tol: float, detail: str = ""):
     def check(residual, iterations, traced):
         residual, iterations = np.asarray(residual), np.asarray(iterations)
         bad = ~(residual <= 10 * tol)  # 10x slack: recurrence vs. true residual drift
         if np.any(bad):
             res = float(np.max(np.where(np.isnan(residual), np.inf, residual)))
+            its = int(np.max(iterations))
+            after = f" after {its} iterations" if its >= 0 else ""
             warnings.warn(
-                f"linear solver {name!r} did not converge: relative residual {res:.3e} > "
-                f"tol={tol:.1e} after {int(np.max(iterations))} iterations; increase `maxiter`, "
-                "or choose another `solve=` (e.g. 'lu' for small systems)",
+                f"linear solver {name!r}{detail} did not converge: relative residual {res:.3e} > "
+                f"tol={tol:.1e}{after}; the derivative is inaccurate: increase `maxiter`, "
+                "or choose another `solve=` (e.g. 'lu' for small systems, a preconditioner)",
                 LinearSolveWarning,
                 stacklevel=2,
             )
@@ -183,36 +189,54 @@ def _default_maxiter(n: int, maxiter: int | None) -> int:
     return int(maxiter) if maxiter is not None else max(10 * n, 100)
 
 
-def cg(matvec, b, *, tol: float = 1e-10, maxiter: int | None = None, x0=None):
-    """Conjugate gradient for a symmetric definite A (positive or negative). Returns (x, SolveInfo)."""
+def _identity(v):
+    return v
+
+
+def cg(matvec, b, *, tol: float = 1e-10, maxiter: int | None = None, x0=None, preconditioner=None):
+    """Preconditioned conjugate gradient for a symmetric definite A (positive or negative).
+
+    ``preconditioner``: a linear v ↦ P v with P ≈ A⁻¹ symmetric definite of the same sign (or
+    None). Stops when ‖b - A x‖ ≤ tol·‖b‖ (recursive residual) or after ``maxiter`` iterations.
+    Returns (x, SolveInfo) with the true relative residual.
+    """
     maxiter = _default_maxiter(b.size, maxiter)
+    prec = _identity if preconditioner is None else preconditioner
     bnorm = jnp.linalg.norm(b)
     atol2 = (tol * bnorm) ** 2
     x = jnp.zeros_like(b) if x0 is None else x0
     r = b - matvec(x) if x0 is not None else b
-    rs = jnp.vdot(r, r)
+    z = prec(r)
+    rz = jnp.vdot(r, z)
+    rr = jnp.vdot(r, r)
 
     def cond(c):
-        _, _, _, rs, k = c
-        return (rs > atol2) & (k < maxiter)
+        *_, rr, k = c
+        return (rr > atol2) & (k < maxiter)
 
     def body(c):
-        x, r, p, rs, k = c
+        x, r, p, rz, _, k = c
         ap = matvec(p)
-        alpha = rs / jnp.vdot(p, ap)
+        alpha = rz / jnp.vdot(p, ap)
         x = x + alpha * p
         r = r - alpha * ap
-        rs_new = jnp.vdot(r, r)
-        p = r + (rs_new / rs) * p
-        return x, r, p, rs_new, k + 1
+        z = r if preconditioner is None else prec(r)
+        rz_new = jnp.vdot(r, z)
+        rr = rz_new if preconditioner is None else jnp.vdot(r, r)
+        p = z + (rz_new / rz) * p
+        return x, r, p, rz_new, rr, k + 1
 
-    x, _, _, _, k = lax.while_loop(cond, body, (x, r, r, rs, 0))
+    x, *_, k = lax.while_loop(cond, body, (x, r, z, rz, rr, 0))
     return x, _info(matvec, x, b, k)
 
 
-def bicgstab(matvec, b, *, tol: float = 1e-10, maxiter: int | None = None):
-    """BiCGSTAB (van der Vorst, 1992) for a general nonsingular A. Returns (x, SolveInfo)."""
+def bicgstab(matvec, b, *, tol: float = 1e-10, maxiter: int | None = None, preconditioner=None):
+    """Right-preconditioned BiCGSTAB (van der Vorst, 1992) for a general nonsingular A.
+
+    With P ≈ A⁻¹ it runs on A P y = b and returns x = P y. Returns (x, SolveInfo).
+    """
     maxiter = _default_maxiter(b.size, maxiter)
+    prec = _identity if preconditioner is None else preconditioner
     bnorm = jnp.linalg.norm(b)
     atol = tol * bnorm
     tiny = jnp.finfo(b.dtype).tiny
@@ -231,17 +255,19 @@ def bicgstab(matvec, b, *, tol: float = 1e-10, maxiter: int | None = None):
         rho_new = jnp.vdot(rhat, r)
         beta = (rho_new / rho) * (alpha / omega)
         p = r + beta * (p - omega * v)
-        v = matvec(p)
+        phat = prec(p)
+        v = matvec(phat)
         alpha = rho_new / jnp.vdot(rhat, v)
         s = r - alpha * v
-        t = matvec(s)
+        shat = prec(s)
+        t = matvec(shat)
         tt = jnp.vdot(t, t)
         omega = jnp.where(tt > tiny, jnp.vdot(t, s) / jnp.where(tt > tiny, tt, 1.0), 0.0)
-        x_new = x + alpha * p + omega * s
+        x_new = x + alpha * phat + omega * shat
         r_new = s - omega * t
         broke = (jnp.abs(rho_new) <= tiny) | (jnp.abs(omega) <= tiny) | ~jnp.isfinite(alpha)
         # on breakdown keep the half step if it is finite, else the previous iterate
-        half = x + alpha * p
+        half = x + alpha * phat
         ok_half = jnp.all(jnp.isfinite(half))
         x_new = jnp.where(broke, jnp.where(ok_half, half, x), x_new)
         r_new = jnp.where(broke, jnp.where(ok_half, s, r), r_new)
@@ -251,57 +277,87 @@ def bicgstab(matvec, b, *, tol: float = 1e-10, maxiter: int | None = None):
     return x, _info(matvec, x, b, k)
 
 
-def gmres(matvec, b, *, tol: float = 1e-10, maxiter: int | None = None, restart: int = 30):
-    """Restarted GMRES(m) (Saad & Schultz, 1986) with modified Gram-Schmidt Arnoldi.
+def gmres(matvec, b, *, tol: float = 1e-10, maxiter: int | None = None, restart: int = 30,
+          preconditioner=None):
+    """Restarted, right-preconditioned GMRES(m) (Saad & Schultz, 1986), m = ``restart``.
 
-    ``maxiter`` counts inner (Arnoldi) iterations; each cycle solves the small least-squares
-    problem min_y ‖β e₁ - H y‖ and restarts from the true residual. Returns (x, SolveInfo).
+    A cycle builds the Arnoldi basis V of the Krylov space of A P from the current residual
+    (classical Gram-Schmidt applied twice, two matrix-vector products with V per step) and
+    reduces the Hessenberg matrix H by Givens rotations as it grows, so that the least-squares
+    residual min_y ‖β e₁ - H y‖ is known at every step: the cycle stops at the first step where
+    it is ≤ tol·‖b‖ (not after all m steps), solves the triangular system and updates
+    x ← x + P V y. Cycles repeat from the true residual until it is ≤ tol·‖b‖ or ``maxiter``
+    Arnoldi steps (over all cycles) are spent. Returns (x, SolveInfo) with the Arnoldi steps.
     """
     n = b.size
     maxiter = _default_maxiter(n, maxiter)
     m = int(min(restart, n, maxiter))
-    cycles = max(1, -(-maxiter // m))
+    prec = _identity if preconditioner is None else preconditioner
     bnorm = jnp.linalg.norm(b)
     atol = tol * bnorm
     tiny = jnp.finfo(b.dtype).tiny
+    rows = jnp.arange(m + 1)
 
-    def cycle(x):
-        r = b - matvec(x)
-        beta = jnp.linalg.norm(r)
+    def cycle(x, r, beta, budget):
         V = jnp.zeros((m + 1, n), b.dtype).at[0].set(r / jnp.where(beta > tiny, beta, 1.0))
-        H = jnp.zeros((m + 1, m), b.dtype)
+        R = jnp.zeros((m + 1, m), b.dtype)
+        g = jnp.zeros(m + 1, b.dtype).at[0].set(beta)
+        cs = jnp.zeros(m, b.dtype)
+        sn = jnp.zeros(m, b.dtype)
 
-        def arnoldi(j, VH):
-            V, H = VH
-            w = matvec(V[j])
+        def cond(c):
+            j, *_, res = c
+            return (j < m) & (j < budget) & (res > atol)
 
-            def mgs(i, wh):
-                w, h = wh
-                hij = jnp.where(i <= j, jnp.vdot(V[i], w), 0.0)
-                return w - hij * V[i], h.at[i].set(hij)
-
-            w, h = lax.fori_loop(0, m + 1, mgs, (w, jnp.zeros(m + 1, b.dtype)))
+        def body(c):
+            j, V, R, g, cs, sn, _ = c
+            w = matvec(prec(V[j]))
+            keep = rows <= j
+            h = jnp.where(keep, V @ w, 0.0)
+            w = w - h @ V
+            h2 = jnp.where(keep, V @ w, 0.0)  # re-orthogonalization (CGS2)
+            w = w - h2 @ V
+            h = h + h2
             hn = jnp.linalg.norm(w)
             h = h.at[j + 1].set(hn)
             V = V.at[j + 1].set(jnp.where(hn > tiny, w / jnp.where(hn > tiny, hn, 1.0), 0.0))
-            return V, H.at[:, j].set(h)
 
-        V, H = lax.fori_loop(0, m, arnoldi, (V, H))
-        e1 = jnp.zeros(m + 1, b.dtype).at[0].set(beta)
-        y = jnp.linalg.lstsq(H, e1)[0]
-        return x + V[:m].T @ y
+            def rotate(i, h):  # the earlier rotations, applied to the new column
+                hi, hi1 = h[i], h[i + 1]
+                ci, si = cs[i], sn[i]
+                new = jnp.where(i < j, jnp.stack([ci * hi + si * hi1, -si * hi + ci * hi1]), jnp.stack([hi, hi1]))
+                return lax.dynamic_update_slice(h, new, (i,))
+
+            h = lax.fori_loop(0, m, rotate, jnp.concatenate([h, jnp.zeros(1, b.dtype)]))[: m + 1]
+            a, bb = h[j], h[j + 1]
+            d = jnp.hypot(a, bb)
+            c_j = jnp.where(d > tiny, a / jnp.where(d > tiny, d, 1.0), 1.0)
+            s_j = jnp.where(d > tiny, bb / jnp.where(d > tiny, d, 1.0), 0.0)
+            h = h.at[j].set(d).at[j + 1].set(0.0)
+            gj = g[j]
+            g = g.at[j].set(c_j * gj).at[j + 1].set(-s_j * gj)
+            return j + 1, V, R.at[:, j].set(h), g, cs.at[j].set(c_j), sn.at[j].set(s_j), jnp.abs(g[j + 1])
+
+        j, V, R, g, *_ = lax.while_loop(cond, body, (0, V, R, g, cs, sn, beta))
+        used = rows[:m] < j
+        Rm = jnp.where(used[:, None] & used[None, :], R[:m], 0.0) + jnp.diag(jnp.where(used, 0.0, 1.0))
+        y = jsl.solve_triangular(Rm, jnp.where(used, g[:m], 0.0), lower=False)
+        x = x + prec(y @ V[:m])
+        r = b - matvec(x)
+        return x, r, jnp.linalg.norm(r), j
 
     def cond(c):
-        _, res, k = c
-        return (res > atol) & (k < cycles)
+        _, _, res, k, stalled = c
+        return (res > atol) & (k < maxiter) & ~stalled
 
     def body(c):
-        x, _, k = c
-        x = cycle(x)
-        return x, jnp.linalg.norm(b - matvec(x)), k + 1
+        x, r, res, k, _ = c
+        x, r, res_new, j = cycle(x, r, res, maxiter - k)
+        # a cycle that did not reduce the true residual (rounding floor, singular A) ends the solve
+        return x, r, res_new, k + j, ~(res_new < res)
 
-    x, _, k = lax.while_loop(cond, body, (jnp.zeros_like(b), bnorm, 0))
-    return x, _info(matvec, x, b, k * m)
+    x, _, _, k, _ = lax.while_loop(cond, body, (jnp.zeros_like(b), b, bnorm, 0, False))
+    return x, _info(matvec, x, b, k)
 
 
 def normal_cg(matvec, b, *, tol: float = 1e-10, maxiter: int | None = None):
@@ -461,23 +517,47 @@ def factor(M, solve: str, what: str = "the linear system", *, checks: bool = Tru
 
 
 def _validate(solve, tol, maxiter):
-    if solve not in SOLVERS:
-        raise ValueError(f"`solve` must be one of {SOLVERS}, got {solve!r}")
-    if not (isinstance(tol, (int, float)) and tol > 0):
+    """Validate the ``solve``/``tol``/``maxiter`` triple; returns the strategy object."""
+    strategy = as_strategy(solve)
+    if isinstance(tol, bool) or not (isinstance(tol, (int, float)) and tol > 0 and np.isfinite(tol)):
         raise ValueError(f"`tol` must be a positive float, got {tol!r}")
-    if maxiter is not None and (not isinstance(maxiter, int) or maxiter <= 0):
+    if maxiter is not None and (isinstance(maxiter, bool) or not isinstance(maxiter, int) or maxiter <= 0):
         raise ValueError(f"`maxiter` must be a positive int or None, got {maxiter!r}")
+    return strategy
 
 
-def solve_linear(matvec, b, *, solve: str = "lu", tol: float = 1e-10, maxiter: int | None = None,
-                 what: str = "the linear system", checks: bool = True):
+def _krylov_call(s, mv, r, tol, maxiter, transpose: bool):
+    """Run the Krylov strategy ``s`` on mv(x) = r. For the transposed system (``transpose``) a
+    preconditioner P of A is replaced by Pᵀ, a preconditioner of Aᵀ."""
+    prec = getattr(s, "preconditioner", None)
+    if prec is not None and transpose:
+        prec = _transpose(prec, r)
+    kw = dict(tol=s.tol or tol, maxiter=s.maxiter or maxiter)
+    if s.name == "gmres":
+        return gmres(mv, r, restart=s.restart, preconditioner=prec, **kw)
+    if s.name == "normal_cg":
+        return normal_cg(mv, r, **kw)
+    return _KRYLOV[s.name](mv, r, preconditioner=prec, **kw)
+
+
+def solve_linear(matvec, b, *, solve="auto", tol: float = 1e-10, maxiter: int | None = None,
+                 what: str = "the linear system", checks: bool = True, symmetric: bool = False):
     """Solve A x = b for a linear ``matvec: v ↦ A v`` on flat vectors, differentiably.
+
+    ``solve``: a strategy (see ``algorithms._strategies``: ``Auto``, ``LU``, ``Cholesky``,
+    ``CG``, ``GMRES``, ``BiCGSTAB``, ``NormalCG``, ``Custom``), one of the strings
+    'auto' | 'lu' | 'cholesky' | 'cg' | 'gmres' | 'bicgstab' | 'normal_cg', or a callable
+    ``solver(matvec, b) -> x``. The default 'auto' is dense LU for n ≤ ``DENSE_THRESHOLD``
+    unknowns, else CG when ``symmetric`` (the caller knows A is symmetric positive definite)
+    and GMRES(30) otherwise; an auto-chosen CG that does not converge is redone by GMRES
+    (:func:`choose_solver` returns the choice for a given n).
 
     The solve is wrapped in ``jax.lax.custom_linear_solve`` so that its derivatives (and its
     transpose, which reverse-mode implicit differentiation needs: ``Aᵀ u = v``) are linear solves
     with the same method rather than differentiation through the solver's iterations. Dense
     methods ('lu', 'cholesky') materialize A once (n matvecs), check κ(A), factor once and reuse
-    the factors for the transpose solve; Krylov methods warn when they stop before ``tol``.
+    the factors for the transpose solve; Krylov methods and custom solvers warn
+    (:class:`LinearSolveWarning`) when their relative residual ‖A x - b‖/‖b‖ is above 10·``tol``.
 
     ``checks=False`` drops these diagnostics (no condition estimate, no residual report): a
     compiled program that contains a run-time check pays a fixed ≈ 20 µs per call on CPU even
@@ -485,24 +565,53 @@ def solve_linear(matvec, b, *, solve: str = "lu", tol: float = 1e-10, maxiter: i
     problems solved in well under a millisecond. Without checks a singular system or a stalled
     Krylov method is NOT reported: the result may be inaccurate, inf or nan.
     """
-    _validate(solve, tol, maxiter)
+    strategy = _validate(solve, tol, maxiter)
     if not isinstance(checks, bool):
         raise TypeError(f"`checks` must be a bool, got {checks!r}")
+    if not isinstance(symmetric, bool):
+        raise TypeError(f"`symmetric` must be a bool, got {symmetric!r}")
     b = jnp.asarray(b)
     if b.ndim != 1:
         raise ValueError(f"`b` must be a flat vector, got shape {b.shape}")
-    if solve in DENSE_SOLVERS:
+    auto = isinstance(strategy, Auto)
+    s = choose_solver(strategy, b.size, symmetric)
+    if s.name in DENSE_SOLVERS:
         M = jax.vmap(matvec, out_axes=1)(jnp.eye(b.size, dtype=b.dtype))
-        fwd, bwd = factor(M, solve, what, checks=checks)
+        fwd, bwd = factor(M, s.name, what, checks=checks)
         return lax.custom_linear_solve(matvec, b, lambda _, r: fwd(r), lambda _, r: bwd(r),
-                                       symmetric=(solve == "cholesky"))
-    method = _KRYLOV[solve]
+                                       symmetric=(s.name == "cholesky"))
+    detail = f" (chosen by solve='auto' for n={b.size}, symmetric={symmetric})" if auto else ""
 
-    def krylov(mv, r):
-        x, info = method(mv, r, tol=tol, maxiter=maxiter)
+    if s.name == "custom":
+        ctol = s.tol or tol
+
+        def custom(mv, r):
+            x = s.solver(mv, r)
+            x = jnp.asarray(x)
+            if x.shape != r.shape:
+                raise ValueError(f"the custom solver returned shape {x.shape}, expected {r.shape} (solver(matvec, b) -> x)")
+            if not checks:
+                return x
+            info = _info(mv, x, r, -1)
+            return report(x, _check_converged(getattr(s.solver, "__name__", "custom"), ctol),
+                          info.residual, info.iterations, flag=~(info.residual <= 10 * ctol))
+
+        return lax.custom_linear_solve(matvec, b, custom, custom, symmetric=symmetric)
+
+    ktol = s.tol or tol
+
+    def krylov(mv, r, transpose=False):
+        x, info = _krylov_call(s, mv, r, tol, maxiter, transpose)
+        if auto and s.name == "cg":
+            # the SPD hint was wrong (CG stalls or breaks down): GMRES on the same system
+            g = GMRES(tol=s.tol, maxiter=s.maxiter, restart=strategy.restart,
+                      preconditioner=s.preconditioner)
+            x, info = lax.cond(info.residual <= 10 * ktol, lambda: (x, info),
+                               lambda: _krylov_call(g, mv, r, tol, maxiter, transpose))
         if not checks:
             return x
-        return report(x, _check_converged(solve, tol), info.residual, info.iterations,
-                      flag=~(info.residual <= 10 * tol))
+        return report(x, _check_converged(s.name, ktol, detail), info.residual, info.iterations,
+                      flag=~(info.residual <= 10 * ktol))
 
-    return lax.custom_linear_solve(matvec, b, krylov, krylov, symmetric=(solve == "cg"))
+    return lax.custom_linear_solve(matvec, b, krylov, lambda mv, r: krylov(mv, r, True),
+                                   symmetric=(s.name == "cg"))

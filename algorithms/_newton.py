@@ -26,6 +26,7 @@ from jax import lax
 from jax.flatten_util import ravel_pytree
 
 from ._linear_solve import DENSE_SOLVERS, check_solver_converged, report
+from ._optimality import stationarity
 
 
 def logistic_regression_objective(A, y, lam: float) -> Callable:
@@ -102,6 +103,9 @@ def newton_map(f: Callable, *, c: float = 1e-4, beta: float = 0.5, max_backtrack
         t = _armijo(fl, *(lax.stop_gradient(v) for v in (flat, theta, g, d)), c, beta, max_backtracks)
         return unravel(flat + t * d)
 
+    # the cheap root form for implicit differentiation (one-step paper, Remark 3): G = ∇₁f,
+    # ∂₁G = ∇²f symmetric positive definite; iterate(mode="implicit") uses it by default
+    F.optimality = stationarity(f)  # carries symmetric = True
     return F
 
 

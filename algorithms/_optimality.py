@@ -31,9 +31,13 @@ def stationarity(f: Callable) -> Callable:
     """G(x, θ) = ∇₁f(x, θ): stationary points of an unconstrained smooth f (jaxopt paper, eq. (4)).
 
     ∂₁G = ∇²₁f is symmetric, positive definite at a strict local minimum: ``solve='cholesky'``
-    or ``'cg'`` apply. Equivalent to the gradient-descent fixed point x = x - η∇₁f (eq. (5)).
+    or ``'cg'`` apply, and the returned map carries ``symmetric = True`` so that ``solve='auto'``
+    picks CG for large systems (an auto-chosen CG that fails, at a saddle, is redone by GMRES).
+    Equivalent to the gradient-descent fixed point x = x - η∇₁f (eq. (5)).
     """
-    return jax.grad(f, argnums=0)
+    G = jax.grad(f, argnums=0)
+    G.symmetric = True
+    return G
 
 
 def kkt(f: Callable, eq_fun: Callable | None = None, ineq_fun: Callable | None = None) -> Callable:

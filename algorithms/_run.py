@@ -58,6 +58,11 @@ class IterationMap:
       primal: ``primal(state, theta) -> x`` reads the primal estimate off a state.
       diagnose: optional ``diagnose(state, theta) -> str``; called (outside traces) when an
         iteration diverges, to say why (e.g. the step size against 2/L).
+      optimality: optional root form ``G(state, theta)`` with G = 0 exactly at the fixed points;
+        ``iterate(mode="implicit")`` differentiates through it instead of I - ∂ₓF.
+      symmetric: the implicit system I - ∂ₓF (restricted to the coordinates whose rows of ∂ₓF
+        are not zero) is symmetric positive definite at a solution (gradient descent on a convex
+        f, forward-backward for the lasso), so ``solve='auto'`` may use CG.
     """
 
     fn: Callable[[Any, Any], Any]
@@ -65,6 +70,8 @@ class IterationMap:
     init: Callable[[Any], Any] = _identity
     primal: Callable[[Any, Any], Any] = _identity
     diagnose: Callable[[Any, Any], str] | None = None
+    optimality: Callable[[Any, Any], Any] | None = None
+    symmetric: bool = False
 
     def __call__(self, state, theta):
         return self.fn(state, theta)
