@@ -104,6 +104,19 @@ def _term_scale(name, params, vals, out):
     return jnp.abs(jnp.asarray(out, jnp.float64))
 
 
+#: nonsmooth primitives with a float result that the interpreter differentiates (calls, control
+#: flow and lowerings are inlined before this test; ``R.SMOOTH`` is read live: ``register_smooth``)
+_FLOAT_RULES = R.NONSMOOTH | R.LOCALLY_CONSTANT | R.JUMPS
+
+
+def _has_rule(name, outs):
+    """Does the interpreter have a rule for this primitive's results?  Complex results of
+    input-dependent values have none; discrete results are checked where they are handled."""
+    if any(jnp.iscomplexobj(o) for o in outs):
+        return False
+    return name in _FLOAT_RULES or name in R.SMOOTH or not any(R.is_float(o) for o in outs)
+
+
 def _any(a):
     return jnp.asarray(False) if a is None else jnp.any(a)
 
@@ -232,6 +245,8 @@ def trace_ties(jaxpr, consts, args, ambs, tol, deps=None, scales=None):
         else:
             outs = eqn.primitive.bind(*vals, **p)
             outs = list(outs) if eqn.primitive.multiple_results else [outs]
+            if any_dep and not _has_rule(name, outs):
+                flag = jnp.asarray(True)  # the interpreter raises NoRuleError: never a silent singleton
             if name in _SUMS and R.is_float(outs[0]) and any_dep:
                 producer[eqn.outvars[0]] = (name, p, vals, outs[0])
             if name in R.COMPARISONS:

@@ -70,6 +70,37 @@ Semantics (DESIGN.md §4):
   each pytree flattened by ``jax.tree_util.tree_leaves``, each leaf raveled in C order); the
   rows are the output leaves, flattened the same way.  With ``argnums=(0, 1)`` the set is the
   *joint* set of [∂ₓF, ∂_θF] blocks: the two blocks of one selection stay together.
+
+Every primitive has a rule or raises (audit of the ``jax.lax`` primitives; the sets live in
+``_rules``, ``_lowerings``):
+
+* **smooth** (``_rules.SMOOTH``, JAX's JVP): arithmetic, ``exp``/``log``/trigonometric and special
+  functions, ``dot_general``, ``conv_general_dilated``, reductions by sum/product, cumulative
+  sums/products, data movement (``reshape``, ``slice``, ``gather``, ``scatter``, ``pad``, ...),
+  ``cholesky``, ``triangular_solve``, ``lu``, ``qr``, ``custom_linear_solve``, float→float casts;
+  ``register_smooth`` adds to it.
+* **nonsmooth with a rule** (``_rules.NONSMOOTH``): ``max``, ``min``, ``abs``, ``clamp``,
+  ``select_n``, ``reduce_max``/``reduce_min``, ``argmax``/``argmin``, ``sort``.
+* **tie-aware discrete** (``_rules.COMPARISONS``, ``LOGICAL``): every comparison, the total-order
+  ``lt_to``/``le_to``/``eq_to`` included, and ``and``/``or``/``not``/``xor`` of their results.
+* **jumps** (``_rules.JUMPS``): ``sign``, ``floor``, ``ceil``, ``round``, float→int/bool casts
+  (``convert_element_type``) and the sign bit of ``bitcast_convert_type``: locally constant away
+  from their jump points, ambiguous at them.
+* **locally constant**: ``stop_gradient``, ``nextafter``, ``is_finite``; any primitive whose inputs do
+  not depend on the differentiated arguments (``iota``, random bits, tokens, ...).
+* **lowered** (``_lowerings.LOWERINGS``, interpreted through an equivalent program of the classes
+  above): ``top_k``, ``cummax``/``cummin``, ``reduce_window_max``/``reduce_window_min``
+  (max-pooling), ``rem``.
+* **spectral** (``_lowerings.SPECTRAL``): ``eigh``, ``svd`` — smooth, except at repeated (or, for
+  singular values, zero) values, where ``NoRuleError`` says the spectrum is degenerate.
+* **control flow and calls**: ``jit``/``pjit``, ``closed_call``, ``custom_jvp_call``,
+  ``custom_vjp_call``, ``remat``/``checkpoint``, ``cond``, ``scan``, ``while``.
+* **no rule** (``NoRuleError``, whatever the output dtype, whenever an input depends on the
+  differentiated arguments): everything else, e.g. ``scatter-max``/``scatter-min``, the generic
+  ``reduce``, bit manipulations (``population_count``, ``clz``, shifts
+  of bit patterns, other ``bitcast_convert_type`` uses), ``eig``, ``schur``, ``fft``,
+  ``approx_top_k``, ``select_and_scatter_add``, ``regularized_incomplete_beta``, ``igamma_grad_a``,
+  the collectives (``psum``, ``all_gather``, ...).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from jax import lax
 
-from conservative import JumpError, MatrixSet, SetTooLargeError, jacobian, register_smooth
+from conservative import JumpError, MatrixSet, NoRuleError, SetTooLargeError, jacobian, register_smooth
 
 relu = jax.nn.relu
 
@@ -323,3 +323,16 @@ def test_jacobian_under_a_transformation_is_a_clear_type_error():
     for transform in (jax.jit, jax.vmap):
         with pytest.raises(TypeError, match="tracer.*concrete values"):
             transform(lambda x: J(x).vertices)(jnp.ones(3) if transform is jax.vmap else jnp.asarray(1.0))
+
+
+@pytest.mark.parametrize("f, x", [
+    (lambda x: jnp.zeros(3).at[jnp.array([0, 0])].max(x[:2]), jnp.array([1.0, 1.0, 0.0])),  # scatter-max
+    (lambda x: lax.reduce(x, 0.0, lambda a, b: a * b + b, (0,)), jnp.array([1.0, 2.0])),  # generic reduce
+    (lambda x: jnp.real(jnp.fft.fft(x)), jnp.array([1.0, 2.0])),  # complex intermediate
+    (lambda x: lax.approx_max_k(x, 1)[0], jnp.array([1.0, 2.0])),
+    (lambda x: jnp.linalg.eigvals(jnp.diag(x)).real, jnp.array([1.0, 2.0])),  # eig
+])
+def test_primitives_of_the_no_rule_class_raise(f, x):
+    for fast in (False, True):
+        with pytest.raises(NoRuleError):
+            jacobian(f, fast=fast)(x)
