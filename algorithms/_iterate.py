@@ -110,19 +110,6 @@ def _all_finite(x):
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree_util.tree_leaves(x)]))
 
 
-def _peak_steps(F, theta):
-    """Loop body over (x, peak): one step and the running max of ‖x_k‖_∞ (nan propagates).
-    The cheapest divergence check: one reduction and one scalar max per step."""
-
-    def body(_, carry):
-        x, peak = carry
-        x = F(x, theta)
-        # stop_gradient: the check must not add a tangent carry to a differentiated loop
-        return x, jnp.maximum(peak, sup_norm(lax.stop_gradient(x)))
-
-    return body
-
-
 #: Under a trace the peak of ‖x_k‖_∞ is taken every CHECK_EVERY steps (and at the last step):
 #: a per-step reduction would cost as much as the step itself for small maps. A divergent run is
 #: then re-run step by step (:func:`_locate`), so the reported step is exact.
@@ -166,29 +153,71 @@ def _locate(F, x, theta, count, limit, peak):
     return jnp.where(found, first_bad, count), jnp.where(found, value, peak)
 
 
+def _eager_chunk(F, state, theta, count):
+    """``count`` (a run-time int) steps from state = (x, peak), peak = running max of ‖x_k‖_∞
+    taken every CHECK_EVERY steps and after the last step (as under a trace)."""
+    x, peak = state
+    peak = jnp.maximum(peak, sup_norm(x))  # the chunk's start (x_0 in the first chunk)
+    blocks, rest = count // CHECK_EVERY, count % CHECK_EVERY
+    step = lambda _, x: F(x, theta)  # noqa: E731
+
+    def block(_, carry):
+        x, peak = carry
+        x = lax.fori_loop(0, CHECK_EVERY, step, x)
+        return x, jnp.maximum(peak, sup_norm(x))
+
+    x, peak = lax.fori_loop(0, blocks, block, (x, peak))
+    x = lax.fori_loop(0, rest, step, x)
+    return x, jnp.maximum(peak, sup_norm(x))
+
+
+# compiled once per map F (static) and shapes, not once per call: an eager call of iterate on
+# the same F reuses the compiled chunk
+_eager_chunk_jit = jax.jit(_eager_chunk, static_argnums=0)
+_locate_jit = jax.jit(lambda F, *a: _locate(F, *a), static_argnums=0)
+
+
+_plain_jit = jax.jit(lambda F, x, theta, n: lax.fori_loop(0, n, lambda _, x: F(x, theta), x), static_argnums=0)
+
+
+def _hashable(F) -> bool:
+    try:
+        hash(F)
+    except TypeError:
+        return False
+    return True
+
+
 def _run_eager(F, x, theta, n: int, max_growth: float | None):
     """n steps on concrete values in compiled chunks whose length adapts to CHUNK_SECONDS.
 
-    One compiled program (the chunk length is a run-time argument); between chunks Python runs,
-    so a KeyboardInterrupt arrives within about a chunk, and a divergent chunk stops the loop
-    (it is then re-run with per-step bookkeeping to locate the divergent iterate).
+    One compiled program (the chunk length is a run-time argument, F a static argument, so
+    repeated calls with the same F reuse it); between chunks Python runs, so a KeyboardInterrupt
+    arrives within about a chunk, and a divergent chunk stops the loop (it is then re-run with
+    per-step bookkeeping to locate the divergent iterate). Within a chunk ‖x_k‖_∞ is read every
+    CHECK_EVERY steps: the divergence check costs one reduction per CHECK_EVERY steps.
     Returns (x_n, first_bad (-1 if none), value, scale).
     """
+    if _hashable(F):
+        chunk = lambda state, count: _eager_chunk_jit(F, state, theta, count)  # noqa: E731
+        locate = _locate_jit
+    else:
+        chunk = jax.jit(lambda state, count: _eager_chunk(F, state, theta, count))
+        locate = jax.jit(_locate, static_argnums=0)
 
-    @jax.jit
-    def chunk(state, count):
-        return lax.fori_loop(0, count, _peak_steps(F, theta), state)
-
-    m0 = float(sup_norm(x))
-    state = jax.block_until_ready(chunk((x, jnp.asarray(m0)), jnp.asarray(1, jnp.int32)))
-    scale = max(m0, float(state[1])) if np.isfinite(m0) else m0
+    t0 = time.perf_counter()
+    # peak after the first step: the initial scale max(‖x_0‖_∞, ‖x_1‖_∞) (nan if x_0 is not finite)
+    state = jax.block_until_ready(chunk((x, jnp.asarray(-np.inf)), jnp.asarray(1, jnp.int32)))
+    # the first chunk's time bounds the cost of one step (plus dispatch, and compilation on a
+    # first call), so this many steps take at most about CHUNK_SECONDS
+    count = int(max(1, CHUNK_SECONDS / max(time.perf_counter() - t0, 1e-6)))
+    scale = float(state[1])
     limit = growth_limit(max_growth, scale) if np.isfinite(scale) else math.nan
-    start, done, count = (x, 0), 1, 16
+    start, done = (x, 0), 1
     while True:
         if not float(state[1]) <= limit:  # nan or above the limit within the last chunk
             (x_start, k0), c = start, done - start[1]
-            k, value = jax.jit(_locate, static_argnums=0)(F, x_start, theta, jnp.asarray(c, jnp.int32),
-                                                          jnp.asarray(limit), state[1])
+            k, value = locate(F, x_start, theta, jnp.asarray(c, jnp.int32), jnp.asarray(limit), state[1])
             return state[0], k0 + int(k), float(value), scale
         if done >= n:
             return state[0], -1, 0.0, scale
@@ -239,6 +268,8 @@ def _first_of(d1, d2):
 
 def _report_divergence(x, diag, theta, steps_total: int, max_growth: float | None):
     first_bad, value, scale = diag
+    if not _is_traced((first_bad, x)) and int(first_bad) < 0:
+        return x  # concrete and healthy: nothing to report (saves the host round trips)
     theta_finite = _all_finite(lax.stop_gradient(theta))
     return report(x, _divergence_check(steps_total, max_growth), first_bad, value, scale, theta_finite,
                   flag=first_bad >= 0)
@@ -351,6 +382,8 @@ def iterate(F: Callable, x0, theta, steps: int, *, mode: str = "autodiff", trunc
     def run(x, th, n, offset=0, upstream=None):
         """n steps from x; divergence (here or ``upstream``) reported on the result."""
         if not check_finite:
+            if not _is_traced((x, th)) and _hashable(F):
+                return _plain_jit(F, x, th, n)
             return lax.fori_loop(0, n, lambda _, x: F(x, th), x)
         x, diag = _run(F, x, th, n, max_growth=max_growth, offset=offset)
         if upstream is not None:
