@@ -35,7 +35,7 @@ SMOOTH = {
     "optimization_barrier", "logaddexp", "tan", "polygamma", "igamma", "eigh", "svd", "qr",
     "householder_product", "lu_pivots_to_permutation", "stack", "unstack", "tile", "scatter",
     "scatter-sub", "scatter-mul", "reduce_window_sum", "bessel_i0e", "bessel_i1e", "igammac",
-    "zeta", "tridiagonal_solve", "cholesky_update", "symmetric_product",
+    "zeta", "tridiagonal_solve", "cholesky_update", "symmetric_product", "conv_general_dilated",
 }
 
 # primitives that only move data: tied-comparison masks can follow them
