@@ -30,11 +30,18 @@ solver gets the same treatment as the built-in ones: it is used for the transpos
 (with the transposed matvec), and its relative residual ‖A x - b‖/‖b‖ is checked against
 10·``tol`` (:class:`LinearSolveWarning` above it).
 
-The threshold: ``benchmarks/bench_implicit_scale.py`` times jit(grad) of the implicit
-hypergradient with LU and with the matrix-free solvers on a matrix-free ridge operator for
-n = 8 … 512 in one run; LU is ahead only for the smallest systems (its n JVPs, O(n³)
-factorization and condition estimate beat a Krylov loop's per-iteration overhead), and
-:data:`DENSE_THRESHOLD` is set at the measured crossover.
+The threshold: ``benchmarks/bench_implicit_scale.py`` times the linear-solve part of jit(grad)
+of the implicit hypergradient with LU and with the matrix-free solvers on a ridge operator for
+n = 8 … 512 in one run. Measured (2-core CPU, time / LU time, median of 9 rounds):
+
+    n        8     16    32    48    64    128   256   512
+    CG     0.78  0.88  0.80  0.55  0.41  0.21  0.16  0.18
+    GMRES  1.56  1.69  1.57  0.93  0.64  0.27  0.19  0.21
+
+so LU (n JVPs, an O(n³) factorization and a condition estimate) is ahead of GMRES up to
+n ≈ 40 and behind both from n = 48; :data:`DENSE_THRESHOLD` = 40. CG is cheaper than LU at
+every size, but small systems keep LU for its condition check (a singular system raises with
+its condition number, where a Krylov method can only report that it did not converge).
 """
 
 from __future__ import annotations
@@ -43,8 +50,8 @@ import dataclasses
 from typing import Callable
 
 #: ``Auto`` uses a dense LU for systems of at most this many unknowns, matrix-free above.
-#: Measured crossover (``benchmarks/bench_implicit_scale.py``, section "threshold").
-DENSE_THRESHOLD = 48
+#: Measured crossover of LU and GMRES (``benchmarks/bench_implicit_scale.py``, section 1).
+DENSE_THRESHOLD = 40
 
 STRINGS = ("auto", "lu", "cholesky", "cg", "gmres", "bicgstab", "normal_cg")
 
