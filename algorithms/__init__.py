@@ -32,7 +32,7 @@ from ._projections import (
 from ._prox import prox_elastic_net, prox_group_lasso, prox_lasso, soft_threshold
 from ._run import IterationMap, Solution, fixed_point_residual, run, solve
 
-
+# isort: split
 # --- estimators of the derivative of the limit, implicit differentiation, smooth solvers ---
 from ._implicit import RESIDUAL_RTOL, ResidualWarning, custom_fixed_point, custom_root, root_jvp, symmetry_hint
 from ._interior_point import (
@@ -55,20 +55,6 @@ from ._linear_solve import (
     normal_cg,
     solve_linear,
 )
-from ._restricted import free_coordinates, restricted_solve
-from ._strategies import (
-    CG,
-    DENSE_THRESHOLD,
-    GMRES,
-    LU,
-    Auto,
-    BiCGSTAB,
-    Cholesky,
-    Custom,
-    NormalCG,
-    as_strategy,
-    choose_solver,
-)
 from ._mirror_descent import entropic_objective, mirror_descent_map
 from ._newton import logistic_regression_hessian, logistic_regression_objective, newton_map, newton_solve
 from ._optimality import (
@@ -82,11 +68,25 @@ from ._optimality import (
     stationarity,
 )
 from ._precision import EstimatorErrors, estimator_errors, flat_jacobian, reference_jacobian
+from ._restricted import free_coordinates, restricted_solve
 from ._sinkhorn import (
     EntropicOT,
     sinkhorn_anchored_map,
     sinkhorn_map,
     sinkhorn_plan,
     sinkhorn_potentials,
+)
+from ._strategies import (
+    CG,
+    DENSE_THRESHOLD,
+    GMRES,
+    LU,
+    Auto,
+    BiCGSTAB,
+    Cholesky,
+    Custom,
+    NormalCG,
+    as_strategy,
+    choose_solver,
 )
 

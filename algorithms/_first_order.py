@@ -58,7 +58,8 @@ def _step_diagnosis(label, grad_f, step):
         s = _describe(step, theta)
         if L is None:
             return f"{label} needs step < 2/L, L the Lipschitz constant of grad_f (step = {s})"
-        return f"{label} needs step < 2/L; at x0 the curvature of f is L ≈ {L:.4g}, so 2/L ≈ {2 / L:.4g}, and step = {s}"
+        return (f"{label} needs step < 2/L; at x0 the curvature of f is L ≈ {L:.4g}, "
+                f"so 2/L ≈ {2 / L:.4g}, and step = {s}")
 
     return diagnose
 

@@ -35,7 +35,6 @@ from jax.flatten_util import ravel_pytree
 from ._linear_solve import _validate, report, solve_linear
 from ._restricted import _support_mask, free_coordinates, restricted_solve
 
-
 #: Default ``residual_rtol``: implicit differentiation warns when ‖G(x, θ)‖ at the returned point
 #: exceeds this fraction of ‖G(init, θ)‖ (for fixed points, ‖T(x) − x‖ against ‖T(x_0) − x_0‖),
 #: i.e. when the solver has not reduced the residual by five orders of magnitude.
@@ -215,8 +214,8 @@ def custom_root(optimality_fun: Callable, *, solve="auto", tol: float = 1e-10,
         P ∂₁G P u + (1 - P) u = -P ∂₂G θ̇ (see ``algorithms._restricted``; valid when the
         derivative vanishes off S, e.g. the proximal-gradient residual at a lasso solution).
       checks: report an ill-conditioned/singular ∂₁G, a Krylov solve that stopped before
-        ``tol`` and a point that is not a root (``residual_rtol``) (default). ``False`` saves a fixed ≈ 20 µs per compiled call and reports nothing
-        (see :func:`solve_linear`).
+        ``tol`` and a point that is not a root (``residual_rtol``) (default). ``False`` saves a fixed
+        ≈ 20 µs per compiled call and reports nothing (see :func:`solve_linear`).
       residual_rtol: warn (:class:`ResidualWarning`, with the value) when the derivative is taken
         at a point with ‖G(x, θ)‖ > ``residual_rtol`` · ‖G(init, θ)‖, i.e. one that is not a root
         to that relative accuracy (default :data:`RESIDUAL_RTOL`); None disables the check.

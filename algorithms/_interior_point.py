@@ -19,7 +19,8 @@ point of the central path with s∘z = mu_min (within O(mu_min) of the QP soluti
 driving s∘z to 0 where D blows up; once μ ≤ 10·mu_min the step is the plain Newton step on
 s∘z = mu_min (no second-order correction). The step length is t = min(1, 0.99·t_max); near the
 fixed point t = 1, so F is a Newton map with ∂_wF(w̄) = 0 (Assumption 2) and the one-step
-Jacobian agrees with the implicit one (one-step paper, Corollary 3, §4 and Appendix B.1). For implicit differentiation use the KKT root form :func:`qp_optimality`.
+Jacobian agrees with the implicit one (one-step paper, Corollary 3, §4 and Appendix B.1). For
+implicit differentiation use the KKT root form :func:`qp_optimality`.
 """
 
 from __future__ import annotations

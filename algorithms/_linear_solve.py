@@ -12,8 +12,9 @@ on the normal equation ``AᵀA x = Aᵀ b`` with ``Aᵀ`` obtained by ``jax.line
 (jaxopt paper, §2.1, "Computing JVPs and VJPs").
 
 The Krylov methods are written here (not ``jax.scipy.sparse.linalg``) so that they report their
-final relative residual and iteration count: a solve whose true relative residual exceeds 10·``tol`` (slack for the drift between recursive and
-true residuals) triggers a :class:`LinearSolveWarning` naming the solver, the residual and the iterations, both eagerly
+final relative residual and iteration count: a solve whose true relative residual exceeds 10·``tol``
+(slack for the drift between recursive and true residuals) triggers a :class:`LinearSolveWarning`
+naming the solver, the residual and the iterations, both eagerly
 and under ``jit`` (through a host callback, see :func:`report`). A numerically singular dense system raises
 a ``ValueError`` with the condition number when values are concrete, and warns under a trace.
 """
@@ -589,7 +590,8 @@ def solve_linear(matvec, b, *, solve="auto", tol: float = 1e-10, maxiter: int | 
             x = s.solver(mv, r)
             x = jnp.asarray(x)
             if x.shape != r.shape:
-                raise ValueError(f"the custom solver returned shape {x.shape}, expected {r.shape} (solver(matvec, b) -> x)")
+                raise ValueError(f"the custom solver returned shape {x.shape}, expected {r.shape} "
+                                 "(solver(matvec, b) -> x)")
             if not checks:
                 return x
             info = _info(mv, x, r, -1)

@@ -245,7 +245,8 @@ def estimator_errors(F: Callable, x0, theta, steps: Sequence[int], *,
     xs = np.asarray(jax.block_until_ready(xs))
     with np.errstate(invalid="ignore"):
         sup = np.concatenate([[np.max(np.abs(np.asarray(fx0)), initial=0.0)],
-                              np.where(np.all(np.isfinite(xs), axis=1), np.max(np.abs(xs), axis=1, initial=0.0), np.inf)])
+                              np.where(np.all(np.isfinite(xs), axis=1), np.max(np.abs(xs), axis=1, initial=0.0),
+                                       np.inf)])
     first = first_divergent_step(sup)
     if first >= 0:
         raise ValueError(f"the iteration diverged at step {first}: "

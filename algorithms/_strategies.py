@@ -163,7 +163,8 @@ class Custom:
 
     def __post_init__(self):
         if not callable(self.solver):
-            raise TypeError(f"`solve` as a custom solver must be a callable solver(matvec, b) -> x, got {self.solver!r}")
+            raise TypeError("`solve` as a custom solver must be a callable solver(matvec, b) -> x, "
+                            f"got {self.solver!r}")
         _check_tol(self.tol)
 
     def describe(self) -> str:

@@ -8,8 +8,9 @@ and the interior-point QP (eq. (12), θ = b), at growing sizes, we time
 
 and print time(estimator) / time(solve), measured side by side in one run (jit, warm-up,
 block_until_ready; interleaved rounds with the ratio formed within each round, median and
-interquartile range over rounds, wall clock as the paper; see ``_timing.py``). Implicit uses the cheap root form (one-step paper,
-Remark 3): G = ∇f for Newton, the KKT map for the QP. Target: one-step and implicit within 1.5×
+interquartile range over rounds, wall clock as the paper; see ``_timing.py``). Implicit uses the
+cheap root form (one-step paper, Remark 3): G = ∇f for Newton, the KKT map for the QP. Target:
+one-step and implicit within 1.5×
 of the solve at the largest size. The machine is shared: read the ratios, not the seconds.
 
 Run: python benchmarks/bench_estimators.py [--quick]
@@ -28,6 +29,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _timing import compare  # noqa: E402
+
 from algorithms import (  # noqa: E402
     QP,
     interior_point_map,
@@ -111,7 +113,8 @@ def main(quick=False):
         F, w0, b, kw = qp_problem(n)
         rows.append((f"n={n}", ratios(F, w0, b, 25, kw, rounds, out)))
     show("Interior-point QP (25 steps), θ = b: time(solve + hypergradient) / time(solve)", "size", rows)
-    print("\ntarget: one_step and implicit ≤ 1.5 (wall clock, as the paper) at the largest size; autodiff for reference")
+    print("\ntarget: one_step and implicit ≤ 1.5 (wall clock, as the paper) at the largest size; "
+          "autodiff for reference")
 
 
 if __name__ == "__main__":

@@ -195,8 +195,10 @@ def lasso(p, n_samples, support, rounds, steps):
                  "solve", rounds=max(3, rounds // 2))
     # the derivative part alone: (solve + hypergradient) / solve - 1, theirs over ours
     part = (r2["jaxopt"]["ratio"] - 1) / max(r2["restricted"]["ratio"] - 1, 1e-9)
-    print(f"   jaxopt normal CG (full system) / ours, solve included: {r2['jaxopt']['ratio'] / r2['restricted']['ratio']:.2f} "
-          f"({r2['jaxopt']['ms']:.1f} vs {r2['restricted']['ms']:.1f} ms); derivative part alone: {part:.1f}×; hypergradients "
+    print("   jaxopt normal CG (full system) / ours, solve included: "
+          f"{r2['jaxopt']['ratio'] / r2['restricted']['ratio']:.2f} "
+          f"({r2['jaxopt']['ms']:.1f} vs {r2['restricted']['ms']:.1f} ms); derivative part alone: {part:.1f}×; "
+          "hypergradients "
           f"{float(hyper(l0)):.6e} vs {g_theirs:.6e} (closed form {float(2 * w @ J_ref):.6e})")
 
 

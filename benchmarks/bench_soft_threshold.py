@@ -53,8 +53,10 @@ def main(n=1000, ties=30, lam=0.5, seed=0):
     t_out, outside = best_of(lambda: J.contains(outside_M))
     print(f"soft-threshold on R^{n} with {ties} exact ties: {J}")
     print(f"  candidate vertices: 2^{ties} = {J.num_candidate_vertices}, stored generators: {len(J)}")
-    print(f"  build set      {t_build * 1e3:8.1f} ms   (jax.jacfwd, jitted: {t_jacfwd * 1e3:.2f} ms; ratio {t_build / t_jacfwd:.0f}x)")
-    print(f"  support(D)     {t_support * 1e3:8.1f} ms   value {s:.6f} (closed form {brute:.6f}, |diff| {abs(s - brute):.1e})")
+    print(f"  build set      {t_build * 1e3:8.1f} ms   (jax.jacfwd, jitted: {t_jacfwd * 1e3:.2f} ms; "
+          f"ratio {t_build / t_jacfwd:.0f}x)")
+    print(f"  support(D)     {t_support * 1e3:8.1f} ms   value {s:.6f} (closed form {brute:.6f}, "
+          f"|diff| {abs(s - brute):.1e})")
     print(f"  contains(AD)   {t_in * 1e3:8.1f} ms   -> {inside} (JAX's element)")
     print(f"  contains(out)  {t_out * 1e3:8.1f} ms   -> {outside} (entry 1.5 on a tied coordinate)")
     ok = inside and not outside and abs(s - brute) < 1e-9 and max(t_support, t_in, t_out) < 1.0

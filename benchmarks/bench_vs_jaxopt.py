@@ -26,6 +26,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _timing import compare  # noqa: E402
+
 from algorithms import custom_root, proximal_gradient  # noqa: E402
 
 

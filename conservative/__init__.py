@@ -4,8 +4,9 @@
 * ``jacobian`` / ``value_and_jacobian``: the whole conservative Jacobian of a JAX program at a
   point, as a ``MatrixSet`` (JAX's ``jacfwd`` returns one element of it);
 * ``clarke_jacobian``: the Clarke Jacobian of the function (the hull of the essentially active
-  selections), the smallest conservative Jacobian; ``directional_derivative`` / ``ld_derivative`` / ``lexicographic_jacobian``: f′(x; d) and
-  Khan & Barton's LD-derivatives, derivatives of the *function* (not of the program's choices);
+  selections), the smallest conservative Jacobian; ``directional_derivative`` / ``ld_derivative`` /
+  ``lexicographic_jacobian``: f′(x; d) and Khan & Barton's LD-derivatives, derivatives of the
+  *function* (not of the program's choices);
 * ``piggyback``: the set-valued piggyback recursion along the iterates of x_{k+1} = F(x_k, θ).
 """
 

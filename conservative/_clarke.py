@@ -172,7 +172,8 @@ def clarke_jacobian(fun, argnums=0, *, max_patterns: int = DEFAULT_MAX_PATTERNS,
             if runs > max_patterns:
                 raise SetTooLargeError(
                     f"clarke_jacobian: the search over choice patterns needs more than max_patterns={max_patterns} "
-                    "interpretations. Raise it with clarke_jacobian(..., max_patterns=...), or move the point off the ties."
+                    "interpretations. Raise it with clarke_jacobian(..., max_patterns=...), "
+                    "or move the point off the ties."
                 )
             dec = _PatternDecider(prefix)
             try:

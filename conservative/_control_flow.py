@@ -67,7 +67,8 @@ def _scan(ctx, eqn, invals):
     stacked = []
     for k in range(n_y):
         per = [ys[t][k] for t in range(L)]
-        val = jnp.stack([y.val for y in per]) if L else jnp.zeros(eqn.outvars[ncar + k].aval.shape, eqn.outvars[ncar + k].aval.dtype)
+        val = (jnp.stack([y.val for y in per]) if L
+               else jnp.zeros(eqn.outvars[ncar + k].aval.shape, eqn.outvars[ncar + k].aval.dtype))
         if any(y.amb is not None or y.alts is not None for y in per):
             raise ValueError("jacobian: scan outputs that depend on a tie (a tied comparison, argmax or "
                              "argsort index) are not supported")

@@ -18,8 +18,8 @@ When the flag is down the set is {that Jacobian}; otherwise the caller runs the 
 from __future__ import annotations
 
 import jax
-import jax.flatten_util
 import jax.extend.core as jcore
+import jax.flatten_util
 import jax.numpy as jnp
 from jax import lax
 
@@ -69,7 +69,8 @@ def _tied(name, params, vals, tol, scales):
     if name in ("reduce_max", "reduce_min", "argmax", "argmin"):
         axes = tuple(params["axes"])
         x = f(vals[0])
-        ext = jnp.max(x, axis=axes, keepdims=True) if name in ("reduce_max", "argmax") else jnp.min(x, axis=axes, keepdims=True)
+        ext = (jnp.max(x, axis=axes, keepdims=True) if name in ("reduce_max", "argmax")
+               else jnp.min(x, axis=axes, keepdims=True))
         scale = jnp.max(jnp.broadcast_to(scales[0], x.shape), axis=axes, keepdims=True)
         return jnp.any(jnp.sum(_near(x - ext, scale, tol), axis=axes) > 1)
     if name == "sort":
@@ -171,7 +172,8 @@ def trace_ties(jaxpr, consts, args, ambs, tol, deps=None, scales=None):
         out_amb = None
         if name in ("jit", "pjit", "closed_call", "core_call", "custom_jvp_call", "custom_vjp_call",
                     "custom_vjp_call_jaxpr", "remat2", "checkpoint", "remat") or name in L.LOWERINGS:
-            inner = L.lower(eqn, vals) if name in L.LOWERINGS else p.get("jaxpr", p.get("call_jaxpr", p.get("fun_jaxpr")))
+            inner = (L.lower(eqn, vals) if name in L.LOWERINGS
+                     else p.get("jaxpr", p.get("call_jaxpr", p.get("fun_jaxpr"))))
             if hasattr(inner, "consts"):
                 inner, iconsts = inner.jaxpr, inner.consts
             else:
@@ -223,23 +225,23 @@ def trace_ties(jaxpr, consts, args, ambs, tol, deps=None, scales=None):
 
             def cond_fun(state):
                 carry, _ = state
-                (pred,), _, _, _ = trace_ties(cj.jaxpr, cj.consts, list(cconsts) + list(carry), [None] * len(cj.jaxpr.invars), tol,
-                                              [any_dep] * len(cj.jaxpr.invars))
+                (pred,), _, _, _ = trace_ties(cj.jaxpr, cj.consts, list(cconsts) + list(carry),
+                                              [None] * len(cj.jaxpr.invars), tol, [any_dep] * len(cj.jaxpr.invars))
                 return pred
 
             def body_fun(state):
                 carry, f = state
-                (pred,), pamb, f1, _ = trace_ties(cj.jaxpr, cj.consts, list(cconsts) + list(carry), [None] * len(cj.jaxpr.invars), tol,
-                                                  [any_dep] * len(cj.jaxpr.invars))
-                outs, _, f2, _ = trace_ties(bj.jaxpr, bj.consts, list(bconsts) + list(carry), [None] * len(bj.jaxpr.invars), tol,
-                                            [any_dep] * len(bj.jaxpr.invars))
+                (pred,), pamb, f1, _ = trace_ties(cj.jaxpr, cj.consts, list(cconsts) + list(carry),
+                                                  [None] * len(cj.jaxpr.invars), tol, [any_dep] * len(cj.jaxpr.invars))
+                outs, _, f2, _ = trace_ties(bj.jaxpr, bj.consts, list(bconsts) + list(carry),
+                                            [None] * len(bj.jaxpr.invars), tol, [any_dep] * len(bj.jaxpr.invars))
                 return tuple(outs), f | f1 | f2 | _any(pamb[0])
 
             init = (tuple(vals[cn + bn :]), jnp.asarray(False))
             (c, f) = lax.while_loop(cond_fun, body_fun, init)
             # the final (false) evaluation of the condition may itself be tied
-            (_,), pamb, f3, _ = trace_ties(cj.jaxpr, cj.consts, list(cconsts) + list(c), [None] * len(cj.jaxpr.invars), tol,
-                                           [any_dep] * len(cj.jaxpr.invars))
+            (_,), pamb, f3, _ = trace_ties(cj.jaxpr, cj.consts, list(cconsts) + list(c),
+                                           [None] * len(cj.jaxpr.invars), tol, [any_dep] * len(cj.jaxpr.invars))
             outs = list(c)
             flag = flag | f | f3 | _any(pamb[0])
         else:
@@ -278,7 +280,8 @@ def trace_ties(jaxpr, consts, args, ambs, tol, deps=None, scales=None):
                     flag = flag | jnp.any(_near(x - jnp.round(x), scale(eqn.invars[0]), tol) & (jnp.round(x) != 0))
             elif (name == "bitcast_convert_type" and in_amb[0] is None and any_dep and R.is_float(vals[0])
                   and jnp.shape(outs[0]) == jnp.shape(vals[0])):
-                flag = flag | jnp.any(_near(jnp.asarray(vals[0], jnp.float64), scale(eqn.invars[0]), tol))  # sign bit at 0
+                # sign bit at 0
+                flag = flag | jnp.any(_near(jnp.asarray(vals[0], jnp.float64), scale(eqn.invars[0]), tol))
             elif name == "convert_element_type" and in_amb[0] is not None:
                 if jnp.issubdtype(p["new_dtype"], jnp.floating):
                     flag = flag | _any(in_amb[0])

@@ -71,7 +71,8 @@ def _size(x):
 
 
 def _finite_rep(rep):
-    return rep is None or (np.all(np.isfinite(rep.center)) and all(np.all(np.isfinite(v)) for _, v in rep.tables.values()))
+    return rep is None or (np.all(np.isfinite(rep.center))
+                           and all(np.all(np.isfinite(v)) for _, v in rep.tables.values()))
 
 
 def _note_finite(ctx, name, rep):
@@ -242,7 +243,8 @@ def _eval_eqn(ctx, eqn, invals):
         return [_V(out, None, amb, tie=_comparison_tie(ctx, name, eqn, invals, amb))]
     if name in R.LOGICAL and all(jnp.result_type(v) == jnp.bool_ for v in vals):
         out = _bind(eqn, vals)[0]
-        ambs = [np.zeros(np.shape(out), bool) if v.amb is None else np.broadcast_to(v.amb, np.shape(out)) for v in invals]
+        ambs = [np.zeros(np.shape(out), bool) if v.amb is None else np.broadcast_to(v.amb, np.shape(out))
+                for v in invals]
         tie = (invals[0].tie[0], ~invals[0].tie[1]) if name == "not" and invals[0].tie is not None else None
         return [_V(out, None, R.logical(name, vals, ambs), tie=tie)]
     if name == "convert_element_type" and invals[0].amb is not None and invals[0].opts is None:
@@ -304,7 +306,8 @@ def _eval_eqn(ctx, eqn, invals):
         )
     if name in L.SPECTRAL and bool(L.spectrum_degenerate(name, p, vals, ctx.tol)):
         raise NoRuleError(L.degenerate_message(name, p))
-    fun = (lambda *a: eqn.primitive.bind(*a, **p)) if eqn.primitive.multiple_results else (lambda *a: (eqn.primitive.bind(*a, **p),))
+    fun = ((lambda *a: eqn.primitive.bind(*a, **p)) if eqn.primitive.multiple_results
+           else (lambda *a: (eqn.primitive.bind(*a, **p),)))
     pkey = R._params_key(p)
     reps = R.push_linear(fun, vals, [v.rep for v in invals], len(outs),
                          key=None if pkey is None else (name, pkey))

@@ -115,9 +115,9 @@ import numpy as np
 from . import _rules as R
 from ._fast import FastJacobian
 from ._interpreter import (
+    _V,
     JumpError,
     NoRuleError,
-    _V,
     _concat,
     _Ctx,
     _eval_closed,
@@ -272,7 +272,8 @@ def value_and_jacobian(fun, argnums=0, *, tol: float = 0.0, max_selections: int 
                 for o in outs:
                     if not R.is_float(o):
                         raise TypeError(f"jacobian: outputs must be floating point, got dtype {jnp.result_type(o)}")
-                return jax.tree_util.tree_unflatten(out_tree, list(outs)), MatrixSet._from_sparse(Jm.shape, Jm.ravel(), ())
+                return (jax.tree_util.tree_unflatten(out_tree, list(outs)),
+                        MatrixSet._from_sparse(Jm.shape, Jm.ravel(), ()))
         ctx = _Ctx(N, tol, max_selections)
         offsets = np.cumsum([0] + sizes)
         inputs = [_V(l) for l in leaves]

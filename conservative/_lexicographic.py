@@ -388,7 +388,8 @@ def _sort(ctx, eqn, ins):
     dim, nk = p["dimension"], p["num_keys"]
     outs = _bind(eqn, [v.val for v in ins])
     if nk > 1 and any(v.tan is not None for v in ins[:nk]):
-        raise NoRuleError("lexicographic: sort with several keys (num_keys > 1) that depend on the input is not supported")
+        raise NoRuleError("lexicographic: sort with several keys (num_keys > 1) that depend on the input "
+                          "is not supported")
     shape = np.shape(ins[0].val)
     size = _size(ins[0].val)
     index = np.moveaxis(np.arange(size).reshape(shape), dim, -1)
@@ -633,7 +634,8 @@ def _while(ctx, eqn, ins):
 def _argnums(argnums, nargs, who):
     if isinstance(argnums, int) and not isinstance(argnums, bool):
         t, single = (argnums,), True
-    elif isinstance(argnums, (tuple, list)) and argnums and all(isinstance(a, int) and not isinstance(a, bool) for a in argnums):
+    elif (isinstance(argnums, (tuple, list)) and argnums
+          and all(isinstance(a, int) and not isinstance(a, bool) for a in argnums)):
         t, single = tuple(argnums), False
     else:
         raise TypeError(f"argnums: expected an int or a non-empty tuple of ints, got {argnums!r}")
@@ -668,7 +670,8 @@ class _Program:
         for i in self.diff:
             x = self.leaves[i]
             if not R.is_float(x):
-                raise TypeError(f"{who}: differentiated arguments must be floating point, got dtype {x.dtype} (leaf {i})")
+                raise TypeError(f"{who}: differentiated arguments must be floating point, "
+                                f"got dtype {x.dtype} (leaf {i})")
             if x.dtype != jnp.float64:
                 warnings.warn(f"{who}: argument leaf {i} is {x.dtype}; ties are decided reliably only in float64 "
                               "(jax.config.update('jax_enable_x64', True))", UserWarning, stacklevel=4)
@@ -706,7 +709,8 @@ class _Program:
         inputs = [_T(l) for l in self.leaves]
         for j, i in enumerate(self.diff):
             shape = self.leaves[i].shape
-            inputs[i] = _T(self.leaves[i], np.ascontiguousarray(M[offsets[j]:offsets[j + 1]].T).reshape((k,) + shape), True)
+            inputs[i] = _T(self.leaves[i], np.ascontiguousarray(M[offsets[j]:offsets[j + 1]].T).reshape((k,) + shape),
+                           True)
         outs = _eval_closed(ctx, self.closed, inputs)
         return self.finish(ctx, outs)
 

@@ -132,7 +132,8 @@ def _top_k(k, axis=-1, **params):
 def _cumulative(op):
     def make(axis, reverse, **params):
         if params:
-            raise NotImplementedError(f"jacobian: cumulative reduction with parameters {sorted(params)} is not supported")
+            raise NotImplementedError(f"jacobian: cumulative reduction with parameters {sorted(params)} "
+                                      "is not supported")
 
         def fun(x):
             ax = axis % x.ndim
@@ -187,9 +188,12 @@ def _window_slices(x, fill, window_dimensions, window_strides, padding, base_dil
     for arg, val in (("window_dimensions", window_dimensions), ("window_strides", window_strides),
                      ("padding", padding), ("base_dilation", base_dilation), ("window_dilation", window_dilation)):
         if val is None or len(val) != nd:
-            raise NotImplementedError(f"jacobian: reduce_window with {arg}={val!r} for a rank-{nd} operand is not supported")
-    if any(int(d) < 1 for d in tuple(base_dilation) + tuple(window_dilation) + tuple(window_strides) + tuple(window_dimensions)):
-        raise NotImplementedError("jacobian: reduce_window with non-positive window sizes, strides or dilations is not supported")
+            raise NotImplementedError(f"jacobian: reduce_window with {arg}={val!r} for a rank-{nd} operand "
+                                      "is not supported")
+    if any(int(d) < 1
+           for d in tuple(base_dilation) + tuple(window_dilation) + tuple(window_strides) + tuple(window_dimensions)):
+        raise NotImplementedError("jacobian: reduce_window with non-positive window sizes, strides or dilations "
+                                  "is not supported")
     config = [(int(lo), int(hi), int(b) - 1) for (lo, hi), b in zip(padding, base_dilation)]
     fill = jnp.asarray(fill, x.dtype)
     xp = lax.pad(x, fill, config) if any(c != (0, 0, 0) for c in config) else x
@@ -216,7 +220,8 @@ def _window_slices(x, fill, window_dimensions, window_strides, padding, base_dil
 def _reduce_window_extremum(kind):
     def make(window_dimensions, window_strides, padding, base_dilation, window_dilation, **params):
         if params:
-            raise NotImplementedError(f"jacobian: reduce_window_{kind} with parameters {sorted(params)} is not supported")
+            raise NotImplementedError(f"jacobian: reduce_window_{kind} with parameters {sorted(params)} "
+                                      "is not supported")
 
         def fun(x):
             stack = _window_slices(x, _identity(kind, x.dtype), window_dimensions, window_strides, padding,
@@ -283,7 +288,8 @@ def _degenerate_values(vals, n, tol, zero):
     max(tol, 64·n·eps·scale), or (``zero``) one within that of 0?"""
     vals = jnp.asarray(vals)
     eps = jnp.finfo(vals.dtype).eps
-    scale = jnp.max(jnp.abs(vals), axis=-1, keepdims=True) if vals.shape[-1] else jnp.zeros(vals.shape[:-1] + (1,), vals.dtype)
+    scale = (jnp.max(jnp.abs(vals), axis=-1, keepdims=True) if vals.shape[-1]
+             else jnp.zeros(vals.shape[:-1] + (1,), vals.dtype))
     thr = jnp.maximum(jnp.asarray(tol, vals.dtype), _SPECTRAL_FACTOR * max(n, 1) * eps * scale)
     flag = jnp.asarray(False)
     if vals.shape[-1] > 1:

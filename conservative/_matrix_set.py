@@ -224,7 +224,8 @@ class MatrixSet:
         for i, G in enumerate(groups):
             G = _as_float_array(G, f"groups[{i}]")
             if G.ndim != 3 or G.shape[1:] != C.shape or G.shape[0] == 0:
-                raise ValueError(f"groups[{i}]: expected shape (k, {C.shape[0]}, {C.shape[1]}) with k ≥ 1, got {G.shape}")
+                raise ValueError(f"groups[{i}]: expected shape (k, {C.shape[0]}, {C.shape[1]}) with k ≥ 1, "
+                                 f"got {G.shape}")
             dense.append(G.reshape(G.shape[0], -1))
         return cls._from_parts(C.shape, C, dense)
 

@@ -16,7 +16,6 @@ Users can declare further smooth primitives with ``register_smooth``.
 
 from __future__ import annotations
 
-
 import jax
 import jax.numpy as jnp
 import numpy as np

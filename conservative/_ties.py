@@ -111,7 +111,8 @@ def _ambiguous_elementwise(ctx, eqn, invals):
     if np.any(differ):
         if any(o.rep is not None for o in results):
             return None
-        return _V(out, None, differ.reshape(out_shape), opts=tuple(np.asarray(o.val).reshape(out_shape) for o in results))
+        return _V(out, None, differ.reshape(out_shape),
+                  opts=tuple(np.asarray(o.val).reshape(out_shape) for o in results))
     if not R.is_float(out) or all(o.rep is None for o in results):
         return _V(out)
     return _V(out, R.select_elementwise(ctx, [o.rep for o in results], np.stack([np.ones(amb.size, dtype=bool), amb])))

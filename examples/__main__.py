@@ -34,7 +34,8 @@ EXPERIMENTS = {
     "derivative_convergence": ("derivative_convergence", "one call: do the derivatives converge? (FB, heavy-ball, "
                                "Sinkhorn)", ["verdicts", "all_as_expected"]),
     "heavy_ball_phase": ("heavy_ball_phase", "heavy-ball (alpha, beta) phase diagram on Dask: iterates converge, "
-                         "derivatives diverge", ["counts", "flagship_cells_certified", "slides_point_flagship_certified"]),
+                         "derivatives diverge",
+                         ["counts", "flagship_cells_certified", "slides_point_flagship_certified"]),
 }
 
 

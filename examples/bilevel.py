@@ -52,7 +52,15 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from examples._common import (
-    Progress, check_run_args, enable_x64, output_dir, parse_args, parser, pyplot, save_figure, write_json,
+    Progress,
+    check_run_args,
+    enable_x64,
+    output_dir,
+    parse_args,
+    parser,
+    pyplot,
+    save_figure,
+    write_json,
 )
 
 enable_x64()
@@ -235,7 +243,8 @@ def run(out_dir="out", quick=False, seed=0) -> dict:
     axes[0].set_xlabel("outer iteration l")
     axes[0].set_ylabel(r"outer objective $h(\theta_l) = g(\bar x(\theta_l))$")
     axes[0].legend(fontsize=8)
-    axes[1].semilogy(ls, cor5_curve, "k--", lw=1, label=r"Corollary 5: $\sqrt{\epsilon^2 + 2L_h(h(\theta_0)-g^*)/(l+1)}$")
+    axes[1].semilogy(ls, cor5_curve, "k--", lw=1,
+                     label=r"Corollary 5: $\sqrt{\epsilon^2 + 2L_h(h(\theta_0)-g^*)/(l+1)}$")
     axes[1].axhline(eps, color="k", ls=":", lw=1, label=f"Corollary 5 level ε = {eps:.3g}")
     axes[1].semilogy(ls, os_running_min, color=COLORS["one_step"], ls="-.", lw=0.8, label="one-step: min over l' ≤ l")
     axes[1].set_xlabel("outer iteration l")
@@ -294,10 +303,12 @@ def main(argv=None):
     print(f"  {s['problem']}")
     print(f"  inner: {s['inner']}; outer: {s['outer']}")
     print(f"  Corollary 5 constants along the one-step run: ρ = {c['rho']:.4f}, L_F = {c['L_F']:.4g}, "
-          f"L_J = {c['L_J']:.4g}, l_g = {c['l_g']:.4g}, l_∇ = {c['l_grad']:.4g}, M = {c['M']:.4g} → ε = {c['epsilon']:.3g}")
+          f"L_J = {c['L_J']:.4g}, l_g = {c['l_g']:.4g}, l_∇ = {c['l_grad']:.4g}, M = {c['M']:.4g} "
+          f"→ ε = {c['epsilon']:.3g}")
     print(f"  (worst case on the box λ ∈ {list(s['lambda_box'])}: ε = {cb['epsilon']:.3g}, L_h = {cb['L_h']:.4g}, "
           f"i.e. α ≤ {1 / cb['L_h']:.2g}; we use α = 1/L̂_h = {1 / s['L_hat_h']:.4g}, L̂_h = max|h''| on the box)")
-    print(f"  θ_l stayed in the box: {s['thetas_stayed_in_box']}; best λ* = {s['lambda_star']:.4f}, min h = {s['h_star']:.6f}")
+    print(f"  θ_l stayed in the box: {s['thetas_stayed_in_box']}; best λ* = {s['lambda_star']:.4f}, "
+          f"min h = {s['h_star']:.6f}")
     for m, label in ESTIMATORS.items():
         print(f"  {label:10s} final h = {s['final_objective'][m]:.6f}, λ = {np.exp(s['final_theta'][m]):.4f}, "
               f"‖∇h‖ = {s['final_grad_norm'][m]:.2e}")

@@ -30,7 +30,14 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from examples._common import (
-    check_run_args, enable_x64, output_dir, parse_args, parser, pyplot, save_figure, write_json,
+    check_run_args,
+    enable_x64,
+    output_dir,
+    parse_args,
+    parser,
+    pyplot,
+    save_figure,
+    write_json,
 )
 
 enable_x64()
@@ -203,7 +210,8 @@ def run(out_dir="out", quick=False, seed=0) -> dict:
     ax2 = axes[1]
     ks_pb = np.arange(pb_steps + 1)
     ax2[0].semilogy(ks_pb, _positive(pb_hb.diameters), label="heavy-ball: diam $\\mathcal{J}_k$")
-    ax2[0].semilogy(ks_pb, _positive(pb_gd.diameters), label="gradient descent ($\\gamma=1/2$): diam $\\mathcal{J}_k$ → 6")
+    ax2[0].semilogy(ks_pb, _positive(pb_gd.diameters),
+                    label="gradient descent ($\\gamma=1/2$): diam $\\mathcal{J}_k$ → 6")
     ref = pb_hb.diameters[pb_steps // 2] * jsr.upper ** (ks_pb - pb_steps // 2)
     ax2[0].semilogy(ks_pb[1:], ref[1:], "k--", lw=0.8, label=f"rate JSR = {jsr.upper:.4f}")
     ax2[0].set_xlabel("k")
@@ -255,7 +263,8 @@ def run(out_dir="out", quick=False, seed=0) -> dict:
             "heavy_ball_max_abs_iterate": hb_max_iterate,
             "heavy_ball_ad_jacobian_norms": hb_norms,
             "heavy_ball_ad_fitted_rate": hb_ad_rate,
-            "heavy_ball_ad_diverges": bool(hb_norms[-1] > 1e3 * hb_norms[0]) if not quick else bool(hb_norms[-1] > 10 * hb_norms[0]),
+            "heavy_ball_ad_diverges": (bool(hb_norms[-1] > 1e3 * hb_norms[0]) if not quick
+                                       else bool(hb_norms[-1] > 10 * hb_norms[0])),
             "gradient_descent_max_abs_iterate": gd_max_iterate,
             "gradient_descent_ad_jacobian_norms": gd_norms,
             "gradient_descent_step": GD_STEP,
@@ -271,20 +280,28 @@ def main(argv=None):
     args = parse_args(parser(__doc__.splitlines()[0]), argv)
     s = run(args.out, quick=args.quick, seed=args.seed)
     print("heavy-ball counterexample (alpha = 1, beta = 3/4)")
-    print(f"  (a) iterates converge to 0: {s['iterates_converge']} (max |x_k| after {s['steps']} steps = {s['max_final_abs_iterate']:.2e})")
-    print(f"  (b) conservative Jacobian of F at (0, 0) = conv{{M1, M2}}:\n      M1 = {s['M1'].tolist()}\n      M2 = {s['M2'].tolist()}")
+    print(f"  (a) iterates converge to 0: {s['iterates_converge']} "
+          f"(max |x_k| after {s['steps']} steps = {s['max_final_abs_iterate']:.2e})")
+    print(f"  (b) conservative Jacobian of F at (0, 0) = conv{{M1, M2}}:\n      M1 = {s['M1'].tolist()}\n"
+          f"      M2 = {s['M2'].tolist()}")
     print(f"  (c) M1 M1 M2 M2 = {s['M1M1M2M2_exact']} has eigenvalues {s['M1M1M2M2_eigenvalues_exact']} (exact, sympy)")
-    print(f"      -9/8 verified: {s['eigenvalue_minus_9_8_verified']}; JSR ≥ (9/8)^(1/4) = {s['jsr_lower_bound_from_word']:.6f} > 1")
+    print(f"      -9/8 verified: {s['eigenvalue_minus_9_8_verified']}; "
+          f"JSR ≥ (9/8)^(1/4) = {s['jsr_lower_bound_from_word']:.6f} > 1")
     print(f"      theory.jsr: {s['jsr_lower']:.10f} ≤ JSR ≤ {s['jsr_upper']:.10f}, lower bound from the word "
           f"{''.join('M%d' % i for i in s['jsr_certificate_word'])}")
     print(f"      jax.jacfwd returns {s['jax_jacfwd_element'].tolist()} = vertex M{s['jax_element_is_vertex']}")
     a = s["alternating_programs"]
-    print(f"  (d) set-valued piggyback at the fixed point: diam 𝒥_k grows at the fitted rate {s['piggyback_heavy_ball_fitted_rate']:.6f} per step"
+    print("  (d) set-valued piggyback at the fixed point: diam 𝒥_k grows at the fitted rate "
+          f"{s['piggyback_heavy_ball_fitted_rate']:.6f} per step"
           f" (JSR {s['jsr_upper']:.6f}; the fit includes polynomial factors over a finite window)")
-    print(f"      (gradient descent: final diameter {s['piggyback_gradient_descent_final_diameter']:.2e}); JAX's element always in the set: {s['piggyback_ad_element_always_in_set']}")
-    print(f"  (e) {a['implementations'][0]} and {a['implementations'][1]} alternated: iterates stay at {a['heavy_ball_max_abs_iterate']}, "
-          f"‖∂z_k/∂z_0‖ = {a['heavy_ball_ad_jacobian_norms'][-1]:.3e} after {a['steps']} steps (rate {a['heavy_ball_ad_fitted_rate']:.6f})")
-    print(f"  (f) gradient descent, same alternation: ‖∂x_k/∂x_0‖ = {a['gradient_descent_ad_jacobian_norms'][-1]:.3e} (converges: {a['gradient_descent_ad_converges']})")
+    print(f"      (gradient descent: final diameter {s['piggyback_gradient_descent_final_diameter']:.2e}); "
+          f"JAX's element always in the set: {s['piggyback_ad_element_always_in_set']}")
+    print(f"  (e) {a['implementations'][0]} and {a['implementations'][1]} alternated: "
+          f"iterates stay at {a['heavy_ball_max_abs_iterate']}, "
+          f"‖∂z_k/∂z_0‖ = {a['heavy_ball_ad_jacobian_norms'][-1]:.3e} after {a['steps']} steps "
+          f"(rate {a['heavy_ball_ad_fitted_rate']:.6f})")
+    print(f"  (f) gradient descent, same alternation: ‖∂x_k/∂x_0‖ = {a['gradient_descent_ad_jacobian_norms'][-1]:.3e} "
+          f"(converges: {a['gradient_descent_ad_converges']})")
     print(f"  wrote {Path(args.out) / 'heavy_ball.png'} and heavy_ball.json")
 
 

@@ -44,13 +44,18 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from examples._common import (  # noqa: E402
-    check_run_args, output_dir, parse_args, parser, pyplot, save_figure, write_json,
-)
-
 import numpy as np  # noqa: E402
 
 import theory  # noqa: E402
+from examples._common import (  # noqa: E402
+    check_run_args,
+    output_dir,
+    parse_args,
+    parser,
+    pyplot,
+    save_figure,
+    write_json,
+)
 
 EPS = np.finfo(np.float64).eps
 SLIDES_POINT = (1.0, 0.75)

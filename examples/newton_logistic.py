@@ -30,7 +30,15 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from examples._common import (
-    Progress, check_run_args, enable_x64, output_dir, parse_args, parser, pyplot, save_figure, write_json,
+    Progress,
+    check_run_args,
+    enable_x64,
+    output_dir,
+    parse_args,
+    parser,
+    pyplot,
+    save_figure,
+    write_json,
 )
 
 enable_x64()
@@ -193,7 +201,8 @@ def run(out_dir="out", quick=False, seed=0) -> dict:
     summary = {
         "final_errors": final_errors,
         "problem": {"N": N, "n": n, "lambda": lam, "separation": SEPARATION, "theta": "ones(N)",
-                    "x0": "zeros(n)", "data": "synthetic Gaussian class conditionals (paper: same kind, sizes not given)"},
+                    "x0": "zeros(n)",
+                    "data": "synthetic Gaussian class conditionals (paper: same kind, sizes not given)"},
         "iterations": K,
         "k": ks,
         "iterate_error": iterate_error,
@@ -215,7 +224,8 @@ def main(argv=None):
     args = parse_args(parser(__doc__.splitlines()[0]), argv)
     s = run(args.out, quick=args.quick, seed=args.seed)
     p = s["problem"]
-    print(f"Newton on logistic regression (N={p['N']}, n={p['n']}, lambda={p['lambda']}), {s['iterations']} iterations, "
+    print(f"Newton on logistic regression (N={p['N']}, n={p['n']}, lambda={p['lambda']}), "
+          f"{s['iterations']} iterations, "
           f"unit steps from k = {s['first_unit_step']}")
     print("   k   ‖x_k - x̄‖     autodiff      implicit      one-step")
     for i, k in enumerate(s["k"]):

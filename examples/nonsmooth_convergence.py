@@ -58,7 +58,15 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from examples._common import (
-    Progress, check_run_args, enable_x64, output_dir, parse_args, parser, pyplot, save_figure, write_json,
+    Progress,
+    check_run_args,
+    enable_x64,
+    output_dir,
+    parse_args,
+    parser,
+    pyplot,
+    save_figure,
+    write_json,
 )
 
 enable_x64()
@@ -610,7 +618,8 @@ def _plot(out, results, pbs):
             ax.semilogy(k[ks:], j0 * rates["predicted"] ** (k[ks:] - ks), "k--", lw=0.9,
                         label=f"predicted {rates['predicted']:.3f}")
         else:
-            ax.semilogy(k, _positive(r["jacobian_distance_to_fixed_set"]), label=r"dist$(J_k$, fix $\mathcal{J})$ (JAX)")
+            ax.semilogy(k, _positive(r["jacobian_distance_to_fixed_set"]),
+                        label=r"dist$(J_k$, fix $\mathcal{J})$ (JAX)")
             ax.semilogy(k, _positive(r["jacobian_errors"]), label=r"$\|J_k-J_\infty\|$ (JAX)")
             ax.semilogy(k, _positive(r["gaps"]), "o", ms=2.5, mfc="none",
                         label=r"gap$(\mathcal{J}_k$, fix $\mathcal{J})$")
@@ -734,12 +743,16 @@ def main(argv=None):
     for name in CASES:
         c, r = s["cases"][name], s["rates"][name]
         print(f"  {c['title']}")
-        print(f"    pattern identified at k = {c['identification_step']}, kink margin at x̄ = {c['kink_margin_at_xbar']:.2e}, "
+        print(f"    pattern identified at k = {c['identification_step']}, "
+              f"kink margin at x̄ = {c['kink_margin_at_xbar']:.2e}, "
               f"x̄ vs cvxpy {c['primal_vs_cvxpy_max_abs']:.1e}")
-        print(f"    rate of x_k: fitted {r['fitted']:.4f}, predicted (local) {r['predicted']:.4f}, global {r['global_rate']:.4f}; "
+        print(f"    rate of x_k: fitted {r['fitted']:.4f}, predicted (local) {r['predicted']:.4f}, "
+              f"global {r['global_rate']:.4f}; "
               f"derivative: fitted {r['fitted_jacobian']:.4f}")
-        print(f"    final ‖x_k - x̄‖ = {c['final_iterate_error']:.1e}, final derivative error {c['final_jacobian_error']:.1e}, "
-              f"final gap(𝒥_k, fix 𝒥) = {c['final_gap']:.1e}; JAX's element in 𝒥_k at every step: {c['ad_in_set_every_step']}")
+        print(f"    final ‖x_k - x̄‖ = {c['final_iterate_error']:.1e}, "
+              f"final derivative error {c['final_jacobian_error']:.1e}, "
+              f"final gap(𝒥_k, fix 𝒥) = {c['final_gap']:.1e}; "
+              f"JAX's element in 𝒥_k at every step: {c['ad_in_set_every_step']}")
         print(f"    J_F(x̄, θ): {c['family_size']} selection(s); fix 𝒥: {c['fixed_set_vertices']} vertices, "
               f"diameter {c['fixed_set_diameter']:.3e}; tied steps along the run: {c['tied_steps']}")
         if c["family_singleton"]:
@@ -749,15 +762,18 @@ def main(argv=None):
                   f"(on symmetric matrices: {c['local_rate_spectral_radius']:.4f})")
         if not c["family_singleton"]:
             fx = c["from_xbar"]
-            print(f"    one-sided derivatives {[np.round(v, 6).tolist() for v in c['one_sided_derivatives'].values()]}, "
+            print("    one-sided derivatives "
+                  f"{[np.round(v, 6).tolist() for v in c['one_sided_derivatives'].values()]}, "
                   f"distances to fix 𝒥 {[f'{v:.1e}' for v in c['one_sided_distance_to_fixed_set'].values()]}")
             print(f"    implicit set strictly inside fix 𝒥: {c['implicit_strictly_smaller']} "
-                  f"(gap(fix 𝒥, J_imp) = {c['gap_pb_over_implicit']:.3e}, certified ≥ {c['gap_pb_over_implicit_certified_lower']:.3e})")
+                  f"(gap(fix 𝒥, J_imp) = {c['gap_pb_over_implicit']:.3e}, "
+                  f"certified ≥ {c['gap_pb_over_implicit_certified_lower']:.3e})")
             print(f"    from x0 = 0: iterates reach x̄ exactly: {c['iterates_reach_xbar_exactly']} "
                   f"(selection followed: {c['selection_followed_by_iterates']}); JAX's J_k → "
                   f"{np.round(c['jax_limit_from_x0'], 6).tolist()} (one-sided: {c['jax_limit_from_x0_is_one_sided']}), "
                   f"in fix 𝒥: {c['jax_limit_from_x0_in_fixed_set']}")
-            print(f"    from x̄ (every step tied): Hausdorff(𝒥_k, fix 𝒥) = {fx['final_hausdorff']:.1e} after {fx['steps']} steps; "
+            print(f"    from x̄ (every step tied): Hausdorff(𝒥_k, fix 𝒥) = {fx['final_hausdorff']:.1e} "
+                  f"after {fx['steps']} steps; "
                   f"JAX's J_k → {np.round(fx['jax_limit'], 6).tolist()} (midpoint selection), in fix 𝒥: "
                   f"{fx['jax_limit_in_fixed_set']}, distance to the nearest one-sided derivative "
                   f"{fx['jax_limit_distance_to_one_sided']:.2e}")

@@ -32,7 +32,15 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from examples._common import (
-    Progress, check_run_args, enable_x64, output_dir, parse_args, parser, pyplot, save_figure, write_json,
+    Progress,
+    check_run_args,
+    enable_x64,
+    output_dir,
+    parse_args,
+    parser,
+    pyplot,
+    save_figure,
+    write_json,
 )
 
 enable_x64()
@@ -43,7 +51,8 @@ import numpy as np  # noqa: E402
 from sklearn.datasets import load_diabetes  # noqa: E402
 
 import theory  # noqa: E402
-from algorithms import custom_root, gradient_descent, iterate, run as run_iterations, stationarity  # noqa: E402
+from algorithms import custom_root, gradient_descent, iterate, stationarity  # noqa: E402
+from algorithms import run as run_iterations  # noqa: E402
 
 REG = 0.1  # θ_i = 0.1 for every feature (the paper does not state its θ)
 #: slopes are fitted where the iterate error is above the rounding floor and below this
@@ -132,7 +141,8 @@ def run(out_dir="out", quick=False, seed=0) -> dict:
 
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 5))
-    ax.loglog(iterate_error, bound, "k--", lw=1.2, label="Theorem 1 bound $(\\beta/\\alpha + \\gamma R/\\alpha^2)\\|\\hat x - x^*\\|$")
+    ax.loglog(iterate_error, bound, "k--", lw=1.2,
+              label="Theorem 1 bound $(\\beta/\\alpha + \\gamma R/\\alpha^2)\\|\\hat x - x^*\\|$")
     ax.loglog(iterate_error, jac_err["implicit"], "o-", ms=3, color="C2",
               label=f"implicit differentiation (slope {slopes['implicit']:.2f})")
     ax.loglog(iterate_error, jac_err["unrolling"], "s-", ms=3, color="C0",
@@ -155,7 +165,8 @@ def run(out_dir="out", quick=False, seed=0) -> dict:
         "solver": f"gradient descent, step 1/L = {eta:.6g}, x_0 = 0, t = 1..{T}",
         "norms": "spectral norm for Jacobians, Euclidean for iterates",
         "bound_source": "theory.implicit_jacobian_error_bound (jaxopt paper, Theorem 1)",
-        "theorem1_constants": {"alpha": alpha, "beta": beta, "gamma": gamma, "R": R, "C": beta / alpha + gamma * R / alpha**2},
+        "theorem1_constants": {"alpha": alpha, "beta": beta, "gamma": gamma, "R": R,
+                               "C": beta / alpha + gamma * R / alpha**2},
         "hessian_condition_number": L / mu,
         "x_star_norm": float(np.linalg.norm(x_star)),
         "jacobian_star_norm": float(np.linalg.norm(J_star, 2)),
@@ -191,7 +202,8 @@ def main(argv=None):
     print(f"  implicit error under the bound at every t: {s['implicit_under_bound']} "
           f"(max error/bound = {s['max_implicit_over_bound']:.3f})")
     k = len(s["t"]) // 2
-    print(f"  at t = {s['t'][k]}: iterate error {s['iterate_error'][k]:.2e}, implicit {s['jacobian_error']['implicit'][k]:.2e}, "
+    print(f"  at t = {s['t'][k]}: iterate error {s['iterate_error'][k]:.2e}, "
+          f"implicit {s['jacobian_error']['implicit'][k]:.2e}, "
           f"unrolling {s['jacobian_error']['unrolling'][k]:.2e}")
     print(f"  agreement with algorithms.iterate (max abs diff): {s['spot_check_vs_iterate_max_abs_diff']}")
     print(f"  {s['seconds']:.1f} s; wrote {Path(args.out) / 'ridge_precision.png'} and ridge_precision.json")

@@ -31,7 +31,15 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from examples._common import (
-    Progress, check_run_args, enable_x64, output_dir, parse_args, parser, pyplot, save_figure, write_json,
+    Progress,
+    check_run_args,
+    enable_x64,
+    output_dir,
+    parse_args,
+    parser,
+    pyplot,
+    save_figure,
+    write_json,
 )
 
 enable_x64()
@@ -97,7 +105,8 @@ def run(out_dir="out", quick=False, seed=0) -> dict:
     sv = np.linalg.svd(D1F, compute_uv=False)
     eig = np.sort(np.abs(np.linalg.eigvals(D1F)))[::-1]
     lam2 = float(eig[1])
-    rho_anchored = float(np.max(np.abs(np.linalg.eigvals(np.asarray(jax.jacfwd(F_anchored, 0)(jnp.asarray(g_bar), theta))))))
+    rho_anchored = float(np.max(np.abs(np.linalg.eigvals(
+        np.asarray(jax.jacfwd(F_anchored, 0)(jnp.asarray(g_bar), theta))))))
     T = int(min(MAX_STEPS, math.ceil(math.log(1e-15) / math.log(lam2)) + 50))
     prog.update()
 
@@ -110,7 +119,8 @@ def run(out_dir="out", quick=False, seed=0) -> dict:
         def tangents(g, Jg):  # dP_t/dθ and the next (g, Jg), by JVPs along every θ direction
             push = lambda u, e: jax.jvp(lambda gg, ff: F(gg, unravel(ff)), (g, flat), (u, e))[1]  # noqa: E731
             pplan = lambda u, e: jax.jvp(lambda gg, ff: plan(gg, unravel(ff)), (g, flat), (u, e))[1]  # noqa: E731
-            return jax.vmap(pplan, in_axes=(1, 1), out_axes=1)(Jg, eye), jax.vmap(push, in_axes=(1, 1), out_axes=1)(Jg, eye)
+            return (jax.vmap(pplan, in_axes=(1, 1), out_axes=1)(Jg, eye),
+                    jax.vmap(push, in_axes=(1, 1), out_axes=1)(Jg, eye))
 
         def body(carry, _):
             g, Jg = carry
@@ -184,12 +194,16 @@ def main(argv=None):
     args = parse_args(parser(__doc__.splitlines()[0]), argv)
     s = run(args.out, quick=args.quick, seed=args.seed)
     p = s["problem"]
-    print(f"Sinkhorn (n={p['n']}, m={p['m']}, epsilon={p['epsilon']}), derivative of the plan in θ = (cost, logits of a), "
+    print(f"Sinkhorn (n={p['n']}, m={p['m']}, epsilon={p['epsilon']}), "
+          "derivative of the plan in θ = (cost, logits of a), "
           f"{p['parameters']} parameters, {s['iterations']} iterations")
-    print(f"  at the solution: sigma_max(d1F) = {s['sigma_max_d1F_at_solution']:.12f}, lambda2(d1F) = {s['lambda2_d1F']:.6f}")
-    print(f"  autodiff Jacobian error: {s['jacobian_error'][0]:.2e} at t = 0 -> {s['final_error']:.2e} at t = {s['iterations']} "
+    print(f"  at the solution: sigma_max(d1F) = {s['sigma_max_d1F_at_solution']:.12f}, "
+          f"lambda2(d1F) = {s['lambda2_d1F']:.6f}")
+    print(f"  autodiff Jacobian error: {s['jacobian_error'][0]:.2e} at t = 0 -> {s['final_error']:.2e} "
+          f"at t = {s['iterations']} "
           f"(relative {s['final_relative_error']:.1e})")
-    print(f"  fitted linear rate {s['fitted_rate']:.6f} on t in {s['fit_window']} (plan error rate {s['plan_fitted_rate']:.6f})")
+    print(f"  fitted linear rate {s['fitted_rate']:.6f} on t in {s['fit_window']} "
+          f"(plan error rate {s['plan_fitted_rate']:.6f})")
     print(f"  scan recursion vs jax.jacfwd(iterate(mode='autodiff')): {s['scan_vs_iterate_api_max_abs']:.1e}")
     print(f"  wrote {Path(args.out) / 'sinkhorn.png'} and sinkhorn.json ({s['seconds']:.1f} s)")
 

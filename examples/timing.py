@@ -36,7 +36,15 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from examples._common import (
-    Progress, check_run_args, enable_x64, output_dir, parse_args, parser, pyplot, save_figure, write_json,
+    Progress,
+    check_run_args,
+    enable_x64,
+    output_dir,
+    parse_args,
+    parser,
+    pyplot,
+    save_figure,
+    write_json,
 )
 
 enable_x64()
@@ -227,7 +235,8 @@ def main(argv=None):
     args = parse_args(parser(__doc__.splitlines()[0]), argv)
     s = run(args.out, quick=args.quick, seed=args.seed)
     for prob in PROBLEMS:
-        print(f"{TITLES[prob]}: time of solve + hypergradient / time of solve (median of {s['results'][prob][0]['repeats']})")
+        print(f"{TITLES[prob]}: time of solve + hypergradient / time of solve "
+              f"(median of {s['results'][prob][0]['repeats']})")
         print("      params  steps   solve (ms)   autodiff   implicit   one-step   |OS - ID|")
         for r in s["results"][prob]:
             q = r["ratio_to_solve"]

@@ -33,7 +33,15 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from examples._common import (
-    Progress, check_run_args, enable_x64, output_dir, parse_args, parser, pyplot, save_figure, write_json,
+    Progress,
+    check_run_args,
+    enable_x64,
+    output_dir,
+    parse_args,
+    parser,
+    pyplot,
+    save_figure,
+    write_json,
 )
 
 enable_x64()

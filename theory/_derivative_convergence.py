@@ -26,8 +26,9 @@ where heavy-ball fails", Vaiter 2023):
 5. **Rates.**  Predicted: the spectral radius of ∂ₓF(x̄) when 𝒥 is a single piece; for several
    pieces under Assumption A, that of the piece the iterates settle on (JAX's ∂ₓF at the end of
    the run: the local rate on the identified pieces), else the JSR upper bound of the A-family;
-   the JSR bounds are the rate of the set-valued recursion at x̄.  Observed: least-squares fits of log-errors along the run from x0 of
-   ‖x_k - x̄‖, of JAX's forward-mode derivative J_k = ∂x_k/∂θ (``jax.jvp`` through the iterations,
+   the JSR bounds are the rate of the set-valued recursion at x̄.  Observed: least-squares fits of
+   log-errors along the run from x0 of ‖x_k - x̄‖, of JAX's forward-mode derivative J_k = ∂x_k/∂θ
+   (``jax.jvp`` through the iterations,
    i.e. ``jax.jacfwd`` of the unrolled loop) to its limit, and of gap(𝒥_k, J_pb) along the
    set-valued piggyback (``conservative.piggyback``); for a non-contracting family of several
    pieces, the diameter growth of the set-valued recursion 𝒳_{k+1} = conv{A X + B} at x̄.

@@ -39,7 +39,8 @@ def test_c_jsr_exceeds_one_with_exact_minus_nine_eighths():
     res = theory.jsr([M1, M2])
     assert res.lower > (9 / 8) ** 0.25 - 1e-12 and res.lower <= res.upper
     word = [M1, M2]
-    P = np.linalg.multi_dot([word[i] for i in res.certificate]) if len(res.certificate) > 1 else word[res.certificate[0]]
+    P = (np.linalg.multi_dot([word[i] for i in res.certificate]) if len(res.certificate) > 1
+         else word[res.certificate[0]])
     assert abs(max(abs(np.linalg.eigvals(P))) ** (1 / len(res.certificate)) - res.lower) < 1e-9
 
 

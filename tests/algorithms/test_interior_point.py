@@ -25,7 +25,8 @@ def cvxpy_solution(qp):
     x = cp.Variable(n)
     obj = 0.5 * cp.quad_form(x, np.asarray(qp.Q), assume_PSD=True) + np.asarray(qp.q) @ x
     cp.Problem(cp.Minimize(obj), [np.asarray(qp.A) @ x == np.asarray(qp.b),
-                                  np.asarray(qp.G) @ x <= np.asarray(qp.h)]).solve(solver=cp.CLARABEL, tol_gap_abs=1e-12, tol_gap_rel=1e-12, tol_feas=1e-12)
+                                  np.asarray(qp.G) @ x <= np.asarray(qp.h)]).solve(
+        solver=cp.CLARABEL, tol_gap_abs=1e-12, tol_gap_rel=1e-12, tol_feas=1e-12)
     return x.value
 
 

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from algorithms import IllConditionedWarning, LinearSolveWarning, SOLVERS, bicgstab, cg, gmres, normal_cg, solve_linear
+from algorithms import SOLVERS, IllConditionedWarning, LinearSolveWarning, bicgstab, cg, gmres, normal_cg, solve_linear
 from algorithms._linear_solve import condition_estimate, factor
 
 RNG = np.random.default_rng(2)

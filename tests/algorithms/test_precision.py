@@ -37,7 +37,8 @@ def test_estimator_errors_ridge():
     steps = [5, 10, 20, 40]
     res = estimator_errors(F, X0, THETA, steps, modes=("autodiff", "implicit", "one_step", "truncated"),
                            truncate=20, x_ref=x_cf, jac_ref=J_cf)
-    assert res.iterate_error.shape == (4,) and set(res.jacobian_error) == {"autodiff", "implicit", "one_step", "truncated"}
+    assert (res.iterate_error.shape == (4,)
+            and set(res.jacobian_error) == {"autodiff", "implicit", "one_step", "truncated"})
     assert np.all(np.diff(res.iterate_error) < 0)
     assert np.all(np.diff(res.jacobian_error["autodiff"]) < 0)
     assert res.jacobian_error["implicit"][-1] < 1e-7 and res.jacobian_error["autodiff"][-1] < 1e-5

@@ -35,7 +35,8 @@ def test_prox_elastic_net_matches_cvxpy():
     for rng, v, lam, step in _cases(1):
         gamma = rng.uniform(0, 2)
         ref = _solve(
-            lambda x: 0.5 * cp.sum_squares(x - v) + step * (lam * cp.norm1(x) + 0.5 * gamma * cp.sum_squares(x)), v.shape
+            lambda x: 0.5 * cp.sum_squares(x - v) + step * (lam * cp.norm1(x) + 0.5 * gamma * cp.sum_squares(x)),
+            v.shape,
         )
         np.testing.assert_allclose(prox_elastic_net(v, lam, gamma, step), ref, atol=1e-7)
 

@@ -20,7 +20,9 @@ def test_matrix_set_non_array_generators(gens):
         MatrixSet(gens)
 
 
-@pytest.mark.parametrize("gens", [np.zeros(3), np.zeros((2, 2, 2, 2)), np.zeros(()), np.zeros((2, 0, 3)), np.zeros((0, 2, 2))])
+@pytest.mark.parametrize(
+    "gens", [np.zeros(3), np.zeros((2, 2, 2, 2)), np.zeros(()), np.zeros((2, 0, 3)), np.zeros((0, 2, 2))]
+)
 def test_matrix_set_wrong_shapes(gens):
     with pytest.raises(ValueError, match="generators"):
         MatrixSet(gens)

@@ -9,8 +9,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conservative import (AmbiguousTieError, JumpError, MatrixSet, SetTooLargeError, clarke_jacobian, jacobian,
-                          lexicographic_jacobian)
+from conservative import (
+    AmbiguousTieError,
+    JumpError,
+    MatrixSet,
+    SetTooLargeError,
+    clarke_jacobian,
+    jacobian,
+    lexicographic_jacobian,
+)
 
 EPS = np.finfo(np.float64).eps
 

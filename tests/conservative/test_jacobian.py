@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from jax import lax
 
-from conservative import JumpError, MatrixSet, jacobian, value_and_jacobian
 import conservative as cv
+from conservative import JumpError, MatrixSet, jacobian, value_and_jacobian
 
 
 def sorted_vertices(S):
@@ -809,9 +809,9 @@ def test_sort_key_val_with_differing_values_at_a_tie_jumps():
 
 
 def test_unknown_primitive_error_is_a_type_error_too():
-    from conservative import NoRuleError
-
     from jax.scipy.special import betainc
+
+    from conservative import NoRuleError
 
     with pytest.raises(TypeError, match="register_smooth"):
         jacobian(lambda x: betainc(2.0, 3.0, x))(jnp.array([0.3, 0.5]))

@@ -10,9 +10,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from jax import lax
 
-import conservative as cv
-from conservative import (AmbiguousTieError, JumpError, NoRuleError, directional_derivative, jacobian,
-                          ld_derivative, lexicographic_jacobian)
+from conservative import (
+    AmbiguousTieError,
+    JumpError,
+    NoRuleError,
+    directional_derivative,
+    jacobian,
+    ld_derivative,
+    lexicographic_jacobian,
+)
 
 EPS = np.finfo(np.float64).eps
 
@@ -80,7 +86,10 @@ def test_ld_derivative_and_lexicographic_jacobian_closed_forms():
 PROGRAMS = {
     "relu(x) - relu(-x)": (lambda x: jax.nn.relu(x) - jax.nn.relu(-x), 1.0),
     "|x| - |x|": (lambda x: jnp.abs(x) - jnp.abs(x), 0.0),
-    "duplicated neurons": (lambda x: jax.nn.relu(x) + jax.nn.relu(x) - 2 * jax.nn.relu(x) + jnp.maximum(x, 0) - jnp.maximum(0, x), 0.0),
+    "duplicated neurons": (
+        lambda x: jax.nn.relu(x) + jax.nn.relu(x) - 2 * jax.nn.relu(x) + jnp.maximum(x, 0) - jnp.maximum(0, x),
+        0.0,
+    ),
     "softplus": (jax.nn.softplus, 0.5),
 }
 
@@ -188,5 +197,6 @@ def test_ld_element_in_program_set_and_one_sided_differences(seed, n):
     fd = (np.asarray(f(x + h * d)) - np.asarray(f(x))) / h  # exact for piecewise-affine f up to rounding
     assert np.max(np.abs(dd - fd)) <= max(1e-7, 1e3 * EPS * scale)
     # the first column of the LD-derivative is the directional derivative along m₁
-    np.testing.assert_allclose(ld_derivative(f)(x, M)[:, 0], np.asarray(directional_derivative(f)(x, jnp.asarray(M[:, 0]))),
+    np.testing.assert_allclose(ld_derivative(f)(x, M)[:, 0],
+                               np.asarray(directional_derivative(f)(x, jnp.asarray(M[:, 0]))),
                                atol=1e3 * EPS * scale)

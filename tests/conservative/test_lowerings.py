@@ -145,7 +145,8 @@ def test_lowered_pooling_values_equal_the_primitives(dtype, configs):
     for name, fn in (("reduce_window_max", jnp.max), ("reduce_window_min", jnp.min)):
         got = L.LOWERINGS[name](window_dimensions=(1, 2, 2), window_strides=(1, 2, 2), padding=((0, 0), (0, 1), (0, 0)),
                                 base_dilation=(1, 1, 1), window_dilation=(1, 1, 1))(x)
-        ref = fn(jnp.pad(x, ((0, 0), (0, 1), (0, 0)), constant_values=L._identity(name[-3:], dtype)).reshape(2, 3, 2, 3, 2),
+        ref = fn(jnp.pad(x, ((0, 0), (0, 1), (0, 0)),
+                         constant_values=L._identity(name[-3:], dtype)).reshape(2, 3, 2, 3, 2),
                  axis=(2, 4))
         np.testing.assert_array_equal(got, ref)
 
@@ -383,7 +384,8 @@ def test_spectral_smooth_points_match_jacfwd():
     B = rng.standard_normal((3, 3))
     sym = jnp.asarray(B + B.T)
     # eigenvalues and squared eigenvectors (independent of the sign convention)
-    assert_smooth(lambda A: jnp.concatenate([jnp.linalg.eigvalsh(A), jnp.linalg.eigh(A)[1].ravel() ** 2]), sym, fast=False)
+    assert_smooth(lambda A: jnp.concatenate([jnp.linalg.eigvalsh(A), jnp.linalg.eigh(A)[1].ravel() ** 2]), sym,
+                  fast=False)
     # singular values of a wide matrix, |U| and the spectral norm of a square one
     C = jnp.asarray(rng.standard_normal((2, 4)))
     U = lambda A: jnp.concatenate([svdvals(A[:, :2] @ C), jnp.abs(jnp.linalg.svd(A, full_matrices=False)[0]).ravel(),

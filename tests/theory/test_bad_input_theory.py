@@ -4,8 +4,15 @@ import numpy as np
 import pytest
 
 from conservative import MatrixSet
-from theory import (compare_limits, contraction_factor, fixed_set, fixed_set_iteration, implicit_set,
-                    invariant_polytope, jsr)
+from theory import (
+    compare_limits,
+    contraction_factor,
+    fixed_set,
+    fixed_set_iteration,
+    implicit_set,
+    invariant_polytope,
+    jsr,
+)
 
 GOLDEN_PAIR = np.array([[[1.0, 1.0], [0.0, 1.0]], [[1.0, 0.0], [1.0, 1.0]]])
 FAMILY = MatrixSet(np.array([[[-0.5, 1.0]], [[0.5, 1.0]]]))  # [A, B] blocks, x ↦ a x + 1

@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 
-from theory import contraction_factor, invariant_polytope, jsr, max_singular_value, certify_norm
+from theory import certify_norm, contraction_factor, invariant_polytope, jsr, max_singular_value
 
 GOLDEN = (1 + 5**0.5) / 2
 EPS = np.finfo(np.float64).eps

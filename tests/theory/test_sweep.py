@@ -133,7 +133,8 @@ def test_store_round_trips_through_pyarrow(client, tmp_path):
     manifest = json.loads((store / "_manifest.json").read_text())
     assert manifest["parameters"] == ["a", "b"] and manifest["format"] == 1
     table = pq.read_table(store)  # any Parquet reader opens the folder
-    assert table.num_rows == 2 and {"a", "b", "x", "flag", "label", "vec", "cell_key", "status"} <= set(table.column_names)
+    assert (table.num_rows == 2
+            and {"a", "b", "x", "flag", "label", "vec", "cell_key", "status"} <= set(table.column_names))
     rows = sorted(table.to_pylist(), key=lambda r: r["a"])
     assert rows[1]["x"] == 2 / 3 and rows[1]["flag"] is True and rows[1]["label"] == "2-1" and rows[1]["vec"] == [0, 2]
     loaded = theory.load_sweep(store)
