@@ -29,8 +29,11 @@ the derivative is taken at a point that is not (yet) a fixed point (``residual_r
 
 from __future__ import annotations
 
+import contextlib
 import math
 import operator
+import signal
+import threading
 import time
 import warnings
 from typing import Callable
@@ -188,7 +191,38 @@ def _hashable(F) -> bool:
     return True
 
 
+@contextlib.contextmanager
+def _interrupts_between_chunks():
+    """Ctrl-C (SIGINT) is recorded and raised as KeyboardInterrupt between chunks.
+
+    Python raises a KeyboardInterrupt wherever the main thread is when the signal lands; inside
+    JAX's compilation or dispatch machinery it can be swallowed (a callback that ignores
+    exceptions), and the loop would run on.  While the eager loop runs, the default handler is
+    replaced by one that only records the signal; the loop checks it after every chunk.  Left
+    as is outside the main thread or when the program installed its own handler."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield lambda: None
+        return
+    hit = []
+    old = signal.signal(signal.SIGINT, lambda signum, frame: hit.append(signum))
+
+    def check():
+        if hit:
+            raise KeyboardInterrupt
+
+    try:
+        yield check
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
 def _run_eager(F, x, theta, n: int, max_growth: float | None):
+    with _interrupts_between_chunks() as check_interrupt:
+        return _run_eager_chunks(F, x, theta, n, max_growth, check_interrupt)
+
+
+def _run_eager_chunks(F, x, theta, n: int, max_growth: float | None, check_interrupt):
     """n steps on concrete values in compiled chunks whose length adapts to CHUNK_SECONDS.
 
     One compiled program (the chunk length is a run-time argument, F a static argument, so
@@ -208,6 +242,7 @@ def _run_eager(F, x, theta, n: int, max_growth: float | None):
     t0 = time.perf_counter()
     # peak after the first step: the initial scale max(‖x_0‖_∞, ‖x_1‖_∞) (nan if x_0 is not finite)
     state = jax.block_until_ready(chunk((x, jnp.asarray(-np.inf)), jnp.asarray(1, jnp.int32)))
+    check_interrupt()
     # the first chunk's time bounds the cost of one step (plus dispatch, and compilation on a
     # first call), so this many steps take at most about CHUNK_SECONDS
     count = int(max(1, CHUNK_SECONDS / max(time.perf_counter() - t0, 1e-6)))
@@ -225,6 +260,7 @@ def _run_eager(F, x, theta, n: int, max_growth: float | None):
         start = (state[0], done)
         t0 = time.perf_counter()
         state = jax.block_until_ready(chunk(state, jnp.asarray(count, jnp.int32)))
+        check_interrupt()
         dt = time.perf_counter() - t0
         done += count
         count = int(max(1, min(4 * count, count * CHUNK_SECONDS / max(dt, 1e-6))))

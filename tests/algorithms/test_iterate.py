@@ -374,6 +374,22 @@ def test_long_eager_loop_stops_on_ctrl_c_within_seconds():
         p.kill()
 
 
+def test_eager_loop_restores_the_sigint_handler_and_runs_off_the_main_thread():
+    import signal
+    import threading
+
+    from algorithms import iterate
+    F = lambda x, a: 0.5 * jnp.sin(x) + a  # noqa: E731
+    before = signal.getsignal(signal.SIGINT)
+    x = iterate(F, jnp.ones(3), jnp.asarray(0.1), 50)
+    assert signal.getsignal(signal.SIGINT) is before
+    out = {}
+    t = threading.Thread(target=lambda: out.setdefault("x", iterate(F, jnp.ones(3), jnp.asarray(0.1), 50)))
+    t.start()
+    t.join()
+    np.testing.assert_array_equal(np.asarray(out["x"]), np.asarray(x))
+
+
 def test_a_solver_started_at_the_solution_is_not_warned_about():
     # custom_root whose solver returns the exact root: ‖G(x)‖ and ‖G(init)‖ are both round-off
     from algorithms import custom_root
