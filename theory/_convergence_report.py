@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,7 @@ import numpy as np
 from conservative import MatrixSet
 
 from ._contraction import ContractionCertificate
+from ._files import atomic_write
 from ._jsr import JSRResult
 from ._limits import ImplicitSet, LimitComparison
 
@@ -55,21 +54,6 @@ def _jsonable(x):
     if x is None or isinstance(x, str):
         return x
     return str(x)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file next to ``path``, then move it over ``path``."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 @dataclass(frozen=True)
@@ -279,7 +263,7 @@ class DerivativeConvergence:
         atomically to ``path`` when given."""
         text = json.dumps(self.to_dict(), indent=indent, allow_nan=False, ensure_ascii=False) + "\n"
         if path is not None:
-            _atomic_write(Path(path), text.encode("utf-8"))
+            atomic_write(Path(path), text.encode("utf-8"))
         return text
 
     def plot(self, path=None, *, title: str | None = None):
@@ -366,7 +350,7 @@ class DerivativeConvergence:
             fmt = path.suffix[1:].lower() or "png"
             buf = io.BytesIO()
             fig.savefig(buf, format=fmt, dpi=100)
-            _atomic_write(path, buf.getvalue())
+            atomic_write(path, buf.getvalue())
             plt.close(fig)
         return fig
 

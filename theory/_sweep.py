@@ -59,6 +59,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._files import atomic_write
 from ._validate import check_count, check_tolerance
 
 __all__ = ["sweep", "load_sweep", "SweepResult", "RESERVED_COLUMNS"]
@@ -251,22 +252,6 @@ def _fn_name(fn) -> str:
     return f"{mod}.{name}" if mod else name
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 class _Store:
     """A folder of Parquet part files plus ``_manifest.json``."""
 
@@ -298,7 +283,7 @@ class _Store:
                 self.path.mkdir(parents=True, exist_ok=True)
                 self.manifest = {"format": FORMAT, "parameters": list(names), "function": fn_name,
                                  "created_utc": _utc()}
-                _write_atomic(manifest, (json.dumps(self.manifest, indent=2) + "\n").encode())
+                atomic_write(manifest, (json.dumps(self.manifest, indent=2) + "\n").encode())
             except OSError as exc:
                 raise OSError(f"store: cannot create {str(self.path)!r}: {exc.strerror or exc}") from exc
         else:
@@ -347,7 +332,7 @@ class _Store:
             path = self.path / f"part-{stamp}-{self.token}-{self.seq:06d}.parquet"
             sink = pa.BufferOutputStream()
             pq.write_table(t, sink)
-            _write_atomic(path, sink.getvalue().to_pybytes())
+            atomic_write(path, sink.getvalue().to_pybytes())
 
 
 # ----------------------------------------------------------------------------- result
