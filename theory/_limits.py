@@ -140,7 +140,9 @@ def implicit_set(family, *, resolution: int = 50, contraction=None, max_samples:
 class LimitComparison:
     """J_imp (sampled) against J_pb = conv fix 𝒥 (``fixed_set``).
 
-    ``excess``: max over vertices v of J_pb of d(v, samples of J_imp), attained at ``witness``;
+    ``excess``: max over vertices v of J_pb of d(v, samples of J_imp), attained at ``witness`` (an
+    estimate, not a bound: J_imp need not be convex, so gap(J_pb, J_imp) can exceed it at
+    non-vertex points of J_pb);
     ``excess_lower``: a certified lower bound on gap(J_pb, J_imp) (excess - covering radius -
     fixed-set error), so ``strict`` (= excess_lower > 0) proves J_imp ⊊ J_pb.
     ``inclusion_residual``: max over the checked samples of d(sample, J_pb) (certified upper
