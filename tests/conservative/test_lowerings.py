@@ -391,3 +391,12 @@ def test_spectral_smooth_points_match_jacfwd():
     U = lambda A: jnp.concatenate([svdvals(A[:, :2] @ C), jnp.abs(jnp.linalg.svd(A, full_matrices=False)[0]).ravel(),
                                    jnp.linalg.norm(A, 2)[None]])
     assert_smooth(U, jnp.asarray(B[:2, :2]))
+
+
+def test_lowerings_outside_their_cases_raise_clear_errors():
+    from conservative import _lowerings as L
+
+    with pytest.raises(NotImplementedError, match="reduce_window_max of dtype complex128"):
+        L._identity("max", jnp.complex128)
+    with pytest.raises(NotImplementedError, match="window_strides"):
+        L._window_slices(jnp.zeros((2, 2)), 0.0, (1, 1), (1,), ((0, 0), (0, 0)), (1, 1), (1, 1))
