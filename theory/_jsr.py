@@ -341,28 +341,33 @@ def jsr(family, *, tol: float = 1e-6, max_length: int = 24, max_products: int = 
     lower = _exp(log_spectral_radius(An, word) / len(word)) if np.any(An) else 0.0
     upper = max(best_up, lower)
     exact = False
-    # (iii) invariant polytope from the best candidates: tries to prove upper = lower
+    # (iii) invariant polytope from the best candidates: tries to prove upper = lower.  All
+    # candidates within 1e-9 of the best are first tried together (balanced), then one by one.
     if invariant_polytope_search and loss == 0:
-        tried = 0
-        for w, lval in sorted(candidates.items(), key=lambda t: (-t[1], len(t[0]))):
-            val = _exp(lval + shift)
-            if val < lower * (1 - 1e-9) or tried >= 3:
-                break
+        ranked = sorted(candidates.items(), key=lambda t: (-t[1], len(t[0])))
+        ranked = [(w, lval) for w, lval in ranked if _exp(lval + shift) >= lower * (1 - 1e-9)]
+        group = [w for w, _ in ranked[:8]]
+        attempts = ([group] if len(group) > 1 else []) + [[w] for w in group[:3]]
+        for ws in attempts:
             if time.monotonic() > deadline:
                 cut.append("invariant polytope (not started)")
                 break
-            tried += 1
-            poly = _invariant_polytope_unit(An, w, max_polytope_vertices, 1e-10, stage_deadline(0.6))
+            poly = _invariant_polytope_unit(An, ws, max_polytope_vertices, 1e-10, stage_deadline(0.6))
+            label = ws[0] if len(ws) == 1 else tuple(ws)
             if poly.timed_out:
-                cut.append(f"invariant polytope from word {w}")
-            bounds[f"invariant polytope from word {w}"] = poly.bound if poly.success else poly.reason
+                cut.append(f"invariant polytope from word {label}")
+            bounds[f"invariant polytope from word{'s' if len(ws) > 1 else ''} {label}"] = (
+                poly.bound if poly.success else poly.reason)
             if poly.success:
                 if poly.rho_hat >= lower:
-                    lower, word = poly.rho_hat, tuple(w)
-                proves = poly.bound <= lower * (1 + 1e-9)
+                    lower, word = poly.rho_hat, tuple(poly.word)
+                # a certificate the rational re-check rejected never proves exactness
+                proves = poly.bound <= lower * (1 + 1e-9) and poly.check != "rational check failed"
                 if proves or poly.bound < upper:
                     upper = max(min(upper, poly.bound), lower)
-                    best_method, best_cert = "invariant polytope (Guglielmi-Protasov)", poly
+                    best_method = ("invariant polytope (Guglielmi-Protasov" + (", balanced" if len(poly.words) > 1
+                                                                               else "") + f", {poly.check} check)")
+                    best_cert = poly
                     exact = proves
                     break
     # (ii, degree ≥ 2) ellipsoidal norms on symmetric lifts, while the bounds are apart
