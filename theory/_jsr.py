@@ -53,6 +53,8 @@ from conservative._qp import ldexp_down, ldexp_up, pow2_exponent
 
 from ._contraction import _contraction_factor_unit, as_square_family, normalized_family
 from ._invariant_polytope import _invariant_polytope_unit, log_spectral_radius, word_product
+from ._nilpotent import nilpotency_index
+from ._reducibility import BlockCertificate, block_triangularize
 from ._validate import check_count, check_counts, check_time_limit, check_tolerance
 
 __all__ = ["JSRResult", "jsr", "exact_eigenvalues", "exact_product", "symmetric_lift", "word_product"]
@@ -67,9 +69,12 @@ class JSRResult:
     ``certificate``: the word w (member indices, product A_{w_1}⋯A_{w_L} left to right) with
     lower = ρ(A_w)^{1/|w|}.  ``upper_method`` names the bound that gave ``upper`` and
     ``upper_certificate`` holds its witness (a ``ContractionCertificate`` for an ellipsoidal norm,
-    possibly of a lifted family, or an ``InvariantPolytope``), for the normalized family
-    family / 2**``scale_exponent``.  ``exact`` is True when an invariant polytope proved
-    upper = lower up to the certificate's rounding margin.  ``cut`` names the stages that
+    possibly of a lifted family, an ``InvariantPolytope``, an ``SOSCertificate``, a
+    ``NilpotencyCertificate`` for JSR = 0, or a ``BlockCertificate`` holding one ``JSRResult``
+    per diagonal block), for the normalized family family / 2**``scale_exponent``.  ``exact`` is
+    True when upper = lower is proved up to the certificate's rounding margin (relative 1e-9):
+    by an invariant polytope that passed its re-check, by nilpotency (JSR = 0), by a 1×1 family,
+    or by the diagonal blocks of a block-triangular family.  ``cut`` names the stages that
     ``time_limit`` stopped or skipped (empty when none was).
     """
 
@@ -98,7 +103,7 @@ class JSRResult:
         word = "".join(str(i) for i in self.certificate) if len(self.certificate) < 40 else \
             f"{self.certificate[:20]}…(length {len(self.certificate)})"
         head = "JSR = " if self.exact else "JSR ∈ "
-        val = (f"{self.lower:.12g} (exact: invariant polytope)" if self.exact
+        val = (f"{self.lower:.12g} (exact)" if self.exact
                else f"[{self.lower:.12g}, {self.upper:.12g}], ratio {self.ratio:.3g}")
         out = (f"{head}{val}; lower from word {word} (length {len(self.certificate)}), upper from "
                f"{self.upper_method}; depth {self.depth}, {self.seconds:.2f}s")
@@ -255,13 +260,41 @@ def _branch_and_bound(B, tol, max_length, max_products, deadline):
     return lower, best, upper, depth, candidates, cut
 
 
+_NILPOTENT_MAX_DIM = 24  # the rational nilpotency test runs up to this dimension
+
+
+def _jsr_by_blocks(A, split, t0, deadline, options) -> JSRResult:
+    """JSR = max over the diagonal blocks of a block-triangular family, each block by ``jsr``."""
+    results = []
+    cut = []
+    for b in range(len(split.blocks)):
+        left = max(deadline - time.monotonic(), 0.0)
+        share = max(left / (len(split.blocks) - b), 0.05)
+        res = jsr(split.block(A, b), time_limit=share, reduce=False, **options)
+        results.append(res)
+        cut.extend(f"block {b}: {c}" for c in res.cut)
+    best = max(range(len(results)), key=lambda b: results[b].lower)
+    lower = results[best].lower
+    upper = max(max(r.upper for r in results), lower)
+    # exact: the block giving the lower bound is proved exact and no block's upper bound exceeds it
+    exact = bool(results[best].exact and upper <= lower * (1 + 1e-9))
+    sizes = [len(b) for b in split.blocks]
+    top = max(range(len(results)), key=lambda b: results[b].upper)
+    method = (f"block triangularization ({len(sizes)} diagonal blocks of sizes {sizes}): max over blocks; "
+              f"largest upper bound from block {top}: {results[top].upper_method}")
+    bounds = {f"block {b} (size {sizes[b]})": (r.lower, r.upper) for b, r in enumerate(results)}
+    return JSRResult(lower, upper, results[best].certificate, method, BlockCertificate(split, tuple(results)),
+                     exact, bounds, max(r.depth for r in results), time.monotonic() - t0, tuple(cut), 0)
+
+
 def _exp(x: float) -> float:
     return math.exp(x) if x < 709.0 else math.inf
 
 
 def jsr(family, *, tol: float = 1e-6, max_length: int = 24, max_products: int = 200_000,
         lift_degrees=(1, 2), max_lift_dim: int = 36, invariant_polytope_search: bool = True,
-        max_polytope_vertices: int = 400, time_limit: float = 60.0, solver: str = "CLARABEL") -> JSRResult:
+        max_polytope_vertices: int = 400, time_limit: float = 60.0, solver: str = "CLARABEL",
+        reduce: bool = True) -> JSRResult:
     """Certified bounds on the joint spectral radius of a family of square matrices.
 
     ``family``: a ``MatrixSet`` (its vertices) or a sequence/array of n×n matrices.
@@ -272,6 +305,13 @@ def jsr(family, *, tol: float = 1e-6, max_length: int = 24, max_products: int = 
     ``time_limit`` (seconds) is a deadline for the whole call: stages are stopped or skipped
     when it passes and ``JSRResult.cut`` says which; the bounds returned are still certified.
     The result's ``certificate`` is the word of the lower bound; see ``JSRResult``.
+    ``reduce``: split a structurally block-triangular family into its diagonal blocks first
+    (``block_triangularize``; JSR = max over blocks, each block certified on its own, the
+    ``upper_certificate`` is then a ``BlockCertificate``).
+
+    Exact shortcuts come first: a 1×1 family has JSR = max |a_i|; a jointly nilpotent family
+    (every product of length n vanishes, decided in rational arithmetic by ``nilpotency_index``)
+    has JSR = 0, both with ``exact=True``.
 
     The stages, in order: the ellipsoidal norm SDP on the family (degree 1), the branch and bound
     in that norm, the invariant polytope from the best words (which may prove upper = lower),
@@ -292,10 +332,30 @@ def jsr(family, *, tol: float = 1e-6, max_length: int = 24, max_products: int = 
         raise TypeError(f"invariant_polytope_search: expected a bool, got {type(invariant_polytope_search).__name__}")
     if not isinstance(solver, str):
         raise TypeError(f"solver: expected a solver name (str), got {type(solver).__name__}")
+    if not isinstance(reduce, (bool, np.bool_)):
+        raise TypeError(f"reduce: expected a bool, got {type(reduce).__name__}")
     deadline = t0 + time_limit
     n = A.shape[1]
     if not np.any(A):
         return JSRResult(0.0, 0.0, (0,), "zero family", exact=True, seconds=time.monotonic() - t0)
+    if n == 1:  # products of scalars: JSR = max |a_i|, attained by the word (argmax)
+        i = int(np.argmax(np.abs(A[:, 0, 0])))
+        val = float(abs(A[i, 0, 0]))
+        return JSRResult(val, val, (i,), "1×1 family: JSR = max |a_i|", exact=True,
+                         bounds={"1×1 family": val}, seconds=time.monotonic() - t0)
+    if n <= _NILPOTENT_MAX_DIM:
+        nil = nilpotency_index(A)
+        if nil is not None:
+            return JSRResult(0.0, 0.0, (0,), f"jointly nilpotent: every product of length {nil.length} is zero "
+                             "(exact rational check)", nil, exact=True, bounds={"nilpotent": 0.0},
+                             seconds=time.monotonic() - t0)
+    if reduce:
+        split = block_triangularize(A)
+        if len(split.blocks) > 1:
+            return _jsr_by_blocks(A, split, t0, deadline, dict(
+                tol=tol, max_length=max_length, max_products=max_products, lift_degrees=lift_degrees,
+                max_lift_dim=max_lift_dim, invariant_polytope_search=invariant_polytope_search,
+                max_polytope_vertices=max_polytope_vertices, solver=solver))
     An, e, loss = normalized_family(A)
 
     def stage_deadline(share):
