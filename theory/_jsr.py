@@ -18,9 +18,13 @@ heavy-ball fails", Vaiter 2023) has JSR > 1 because M1 M1 M2 M2 has eigenvalue -
 * **upper bounds**: (i) Gripenberg's bound max(pruned, kept) min_j ‖prefix_j‖^{1/j} at the last
   complete level (every long product factors into prefixes of norm ≤ γ^{length}); (ii) the SDP
   ellipsoidal norm of ``contraction_factor`` (Aᵢᵀ P Aᵢ ⪯ ρ² P), and the same on the symmetric
-  d-th tensor power lift A^{[d]} (JSR(𝒜^{[d]}) = JSR(𝒜)^d; the sum-of-squares hierarchy of
-  Parrilo & Jadbabaie 2008), giving ρ_d^{1/d}; (iii) an invariant polytope of Guglielmi &
-  Protasov built from the best product, which, when it closes, proves upper = lower.
+  d-th tensor power lift A^{[d]} (JSR(𝒜^{[d]}) = JSR(𝒜)^d), giving ρ_d^{1/d}: the *lifted
+  ellipsoid*, a quadratic form on the lift, which is weaker than the sum-of-squares bound of the
+  same degree (it fixes the Gram matrix of γ^{2d}p − p∘A_i, see ``_sos``); (iii) an invariant
+  polytope of Guglielmi & Protasov built from the best products (balanced when several are
+  optimal), which, when it closes and passes its exact re-check, proves upper = lower;
+  (iv) optionally (``sos_degrees``) the true sum-of-squares bounds of Parrilo & Jadbabaie 2008
+  (``sos_jsr_bound``), re-verified after every solve.
 
 Every upper bound is recomputed from the data with numpy after the solver returns, enlarged by
 a rounding margin; norms of products use the verified ellipsoidal norm.  Lower bounds are
@@ -55,6 +59,7 @@ from ._contraction import _contraction_factor_unit, as_square_family, normalized
 from ._invariant_polytope import _invariant_polytope_unit, log_spectral_radius, word_product
 from ._nilpotent import nilpotency_index
 from ._reducibility import BlockCertificate, block_triangularize
+from ._sos import sos_jsr_bound
 from ._validate import check_count, check_counts, check_time_limit, check_tolerance
 
 __all__ = ["JSRResult", "jsr", "exact_eigenvalues", "exact_product", "symmetric_lift", "word_product"]
@@ -294,14 +299,18 @@ def _exp(x: float) -> float:
 def jsr(family, *, tol: float = 1e-6, max_length: int = 24, max_products: int = 200_000,
         lift_degrees=(1, 2), max_lift_dim: int = 36, invariant_polytope_search: bool = True,
         max_polytope_vertices: int = 400, time_limit: float = 60.0, solver: str = "CLARABEL",
-        reduce: bool = True) -> JSRResult:
+        reduce: bool = True, sos_degrees=()) -> JSRResult:
     """Certified bounds on the joint spectral radius of a family of square matrices.
 
     ``family``: a ``MatrixSet`` (its vertices) or a sequence/array of n×n matrices.
     ``tol``: relative target; the search stops once upper ≤ lower·(1 + tol).
     ``max_length``/``max_products`` cap the branch and bound (the bounds stay valid when it
-    stops early); ``lift_degrees`` are the SOS degrees d of the ellipsoidal norm on symmetric
-    tensor lifts (skipped when the lifted dimension exceeds ``max_lift_dim``).
+    stops early); ``lift_degrees`` are the degrees d of the lifted ellipsoid (an ellipsoidal
+    norm on the symmetric d-th tensor lift; skipped when the lifted dimension exceeds
+    ``max_lift_dim``).  ``sos_degrees``: even degrees 2d of Parrilo-Jadbabaie sum-of-squares
+    bounds to try last while the bounds are apart (none by default: each costs a bisection of
+    SDPs of size C(n+d-1, d); skipped, and named in ``cut``, when the lifted size exceeds
+    ``max_lift_dim``).
     ``time_limit`` (seconds) is a deadline for the whole call: stages are stopped or skipped
     when it passes and ``JSRResult.cut`` says which; the bounds returned are still certified.
     The result's ``certificate`` is the word of the lower bound; see ``JSRResult``.
@@ -325,6 +334,11 @@ def jsr(family, *, tol: float = 1e-6, max_length: int = 24, max_products: int = 
     max_length = check_count(max_length, "max_length")
     max_products = check_count(max_products, "max_products")
     lift_degrees = check_counts(lift_degrees, "lift_degrees")
+    if isinstance(sos_degrees, (str, bytes)) or not hasattr(sos_degrees, "__iter__"):
+        raise TypeError(f"sos_degrees: expected a sequence of even integers, got {type(sos_degrees).__name__}")
+    sos_degrees = tuple(check_count(v, f"sos_degrees[{i}]", 2) for i, v in enumerate(sos_degrees))
+    if any(v % 2 for v in sos_degrees):
+        raise ValueError(f"sos_degrees: expected even degrees 2d, got {sos_degrees}")
     max_lift_dim = check_count(max_lift_dim, "max_lift_dim")
     max_polytope_vertices = check_count(max_polytope_vertices, "max_polytope_vertices")
     time_limit = check_time_limit(time_limit)
@@ -355,7 +369,7 @@ def jsr(family, *, tol: float = 1e-6, max_length: int = 24, max_products: int = 
             return _jsr_by_blocks(A, split, t0, deadline, dict(
                 tol=tol, max_length=max_length, max_products=max_products, lift_degrees=lift_degrees,
                 max_lift_dim=max_lift_dim, invariant_polytope_search=invariant_polytope_search,
-                max_polytope_vertices=max_polytope_vertices, solver=solver))
+                max_polytope_vertices=max_polytope_vertices, solver=solver, sos_degrees=sos_degrees))
     An, e, loss = normalized_family(A)
 
     def stage_deadline(share):
@@ -450,6 +464,23 @@ def jsr(family, *, tol: float = 1e-6, max_length: int = 24, max_products: int = 
         if up < upper:
             upper = max(up, lower)
             best_method, best_cert = f"ellipsoidal norm (SDP, lift degree {d})", cert
+    # (iv) sum-of-squares bounds (Parrilo-Jadbabaie), while the bounds are apart
+    for deg in sorted(set(sos_degrees)):
+        if exact or upper <= lower * (1 + tol) or loss > 0:
+            break
+        left = deadline - time.monotonic()
+        if math.comb(n + deg // 2 - 1, deg // 2) > max_lift_dim or left <= 0:
+            cut.append(f"sum of squares degree {deg} (not started)")
+            continue
+        try:
+            sos = sos_jsr_bound(An, deg, lower=lower, rel_tol=min(1e-4, tol), solver=solver, time_limit=left)
+        except ValueError as err:
+            bounds[f"sum of squares, degree {deg}"] = str(err)
+            continue
+        bounds[f"sum of squares, degree {deg}"] = sos.bound
+        if sos.bound < upper:
+            upper = max(sos.bound, lower)
+            best_method, best_cert = f"sum of squares (Parrilo-Jadbabaie, degree {deg}, re-verified)", sos
     lower_out, upper_out = ldexp_down(lower, e), ldexp_up(upper, e)
     bounds = {key: (ldexp_up(v, e) if isinstance(v, float) and np.isfinite(v) else v) for key, v in bounds.items()}
     if loss > 0:
