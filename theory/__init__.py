@@ -6,7 +6,10 @@
 * contraction checks (Assumption A): ``max_singular_value`` and ``contraction_factor`` (an
   ellipsoidal norm from an SDP, re-checked numerically), ``certify_norm``;
 * joint spectral radius: ``jsr`` → ``JSRResult`` with certified ``lower``/``upper`` and the
-  ``certificate`` word; ``invariant_polytope`` (exact JSR proofs); ``exact_eigenvalues`` (sympy);
+  ``certificate`` word; ``invariant_polytope`` (exact JSR proofs, balanced over several products,
+  re-checked in rational arithmetic; ``verify_polytope``); ``sos_jsr_bound`` (Parrilo-Jadbabaie
+  sum-of-squares bounds); ``nilpotency_index`` (exact JSR = 0 test); ``block_triangularize``
+  (reducibility preprocessing); ``exact_eigenvalues`` (sympy);
 * fixed sets of contracting families of [A, B] blocks: ``fixed_set`` → (MatrixSet, error bound),
   ``fixed_set_iteration`` (iterates with the a-priori and a-posteriori bounds);
 * implicit vs piggyback limits: ``implicit_set``, ``compare_limits`` (J_imp ⊆ J_pb, strictness);
@@ -42,8 +45,11 @@ from ._convergence_report import VERDICTS, DerivativeConvergence
 from ._derivative_convergence import derivative_convergence, fit_rate
 from ._distances import CertifiedDistance, distance, gap, hausdorff, project
 from ._fixed_set import FixedSetIteration, fixed_set, fixed_set_iteration
-from ._invariant_polytope import InvariantPolytope, invariant_polytope
+from ._invariant_polytope import InvariantPolytope, invariant_polytope, verify_polytope
 from ._jsr import JSRResult, exact_eigenvalues, exact_product, jsr, symmetric_lift, word_product
+from ._nilpotent import NilpotencyCertificate, is_jointly_nilpotent, nilpotency_index
+from ._reducibility import BlockCertificate, BlockTriangularization, block_triangularize
+from ._sos import SOSCertificate, sos_jsr_bound
 from ._limits import ImplicitSet, LimitComparison, compare_limits, implicit_set
 from ._sweep import SweepResult, load_sweep, sweep
 
@@ -51,7 +57,10 @@ __all__ = [
     "CertifiedDistance", "distance", "project", "gap", "hausdorff",
     "ContractionCertificate", "max_singular_value", "contraction_factor", "certify_norm",
     "JSRResult", "jsr", "exact_eigenvalues", "exact_product", "symmetric_lift", "word_product",
-    "InvariantPolytope", "invariant_polytope",
+    "InvariantPolytope", "invariant_polytope", "verify_polytope",
+    "NilpotencyCertificate", "nilpotency_index", "is_jointly_nilpotent",
+    "BlockTriangularization", "BlockCertificate", "block_triangularize",
+    "SOSCertificate", "sos_jsr_bound",
     "FixedSetIteration", "fixed_set", "fixed_set_iteration",
     "ImplicitSet", "implicit_set", "LimitComparison", "compare_limits",
     "one_step_error_bound", "one_step_error_bound_superlinear", "implicit_error_bound_one_step_paper",
