@@ -330,6 +330,8 @@ class FastJacobian:
     def __init__(self, closed, diff, tol):
         self.closed, self.diff, self.tol = closed, list(diff), float(tol)
         self._fn = jax.jit(self._compute)
+        self._flag_fn = jax.jit(lambda leaves: self._outputs(list(leaves)))
+        self._jac_fn = jax.jit(lambda leaves: self._compute(leaves)[2])
 
     def _outputs(self, leaves):
         outs, _, flag, _ = trace_ties(self.closed.jaxpr, self.closed.consts, list(leaves),
@@ -354,3 +356,12 @@ class FastJacobian:
 
     def __call__(self, leaves):
         return self._fn(tuple(leaves))
+
+    def flag(self, leaves):
+        """(output leaves, tied) without the Jacobian: at a tied point the interpreter computes the
+        set, and the dense forward-mode Jacobian (n × N) would be wasted work and memory."""
+        return self._flag_fn(tuple(leaves))
+
+    def jac(self, leaves):
+        """The forward-mode Jacobian (M, N) of the active selection (meaningful where not tied)."""
+        return self._jac_fn(tuple(leaves))

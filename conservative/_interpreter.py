@@ -16,6 +16,7 @@ import numpy as np
 
 from . import _lowerings as L
 from . import _rules as R
+from . import _sparse_reps as S
 from ._selections import Choices, JRep, _add_table
 
 
@@ -71,6 +72,8 @@ def _size(x):
 
 
 def _finite_rep(rep):
+    if isinstance(rep, S.SRep):
+        return rep.finite()
     return rep is None or (np.all(np.isfinite(rep.center))
                            and all(np.all(np.isfinite(v)) for _, v in rep.tables.values()))
 
@@ -96,6 +99,10 @@ def _raise_nonfinite(name):
 # ------------------------------------------------------------------ rep helpers
 def _concat(ctx, reps, sizes):
     N = ctx.ncols
+    if any(isinstance(r, S.SRep) for r in reps):
+        if all(r is None or isinstance(r, S.SRep) for r in reps):
+            return S.vstack(reps, sizes, N)
+        reps = [S.densify(ctx.choices, r, "concatenating outputs") for r in reps]
     center = np.concatenate([np.zeros((s, N)) if r is None else r.center for r, s in zip(reps, sizes)])
     tables: dict = {}
     off = 0
@@ -221,6 +228,9 @@ def _eval_eqn(ctx, eqn, invals):
         return _eval_closed(ctx, inner, invals)
     if name in L.LOWERINGS:
         return _eval_closed(ctx, L.lower(eqn, [v.val for v in invals]), invals)
+    if any(isinstance(v.rep, S.SRep) for v in invals) and _needs_dense(eqn, invals):
+        for v in invals:
+            v.rep = S.densify(ctx.choices, v.rep, f"primitive '{name}'")
     if any(v.alts is not None for v in invals):
         return _eval_options(ctx, eqn, [_as_options(ctx, v) for v in invals])
     if name == "cond":
@@ -309,11 +319,34 @@ def _eval_eqn(ctx, eqn, invals):
     fun = ((lambda *a: eqn.primitive.bind(*a, **p)) if eqn.primitive.multiple_results
            else (lambda *a: (eqn.primitive.bind(*a, **p),)))
     pkey = R._params_key(p)
-    reps = R.push_linear(fun, vals, [v.rep for v in invals], len(outs),
-                         key=None if pkey is None else (name, pkey))
+    reps = None
+    if any(isinstance(v.rep, S.SRep) for v in invals):
+        reps = S.push(ctx, eqn, vals, [v.rep for v in invals], outs)
+        if reps is None:
+            for v in invals:
+                v.rep = S.densify(ctx.choices, v.rep, f"primitive '{name}'")
+    if reps is None:
+        reps = R.push_linear(fun, vals, [v.rep for v in invals], len(outs),
+                             key=None if pkey is None else (name, pkey))
     for r in reps:
         _note_finite(ctx, name, r)
     return [_V(o, r if R.is_float(o) else None) for o, r in zip(outs, reps)]
+
+
+#: rules that read sparse reps themselves (through ``_rules``' broadcast/negate/select and the
+#: smooth push); discrete results do not read reps at all
+_SPARSE_AWARE = {"max", "min", "abs", "clamp", "select_n"}
+
+
+def _needs_dense(eqn, invals):
+    """Does the rule for ``eqn`` need the dense representation of its inputs' Jacobians?"""
+    name = eqn.primitive.name
+    if name in ("cond", "scan", "while") or any(v.alts is not None for v in invals):
+        return True
+    if name in _SPARSE_AWARE or name in R.SMOOTH or name in R.JUMPS or name in R.LOCALLY_CONSTANT \
+            or name in R.COMPARISONS or name in R.LOGICAL:
+        return False
+    return any(jnp.issubdtype(v.aval.dtype, jnp.floating) for v in eqn.outvars)
 
 
 # the rule families call back into the dispatch above

@@ -113,6 +113,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import _rules as R
+from . import _sparse_reps as S
 from ._fast import FastJacobian
 from ._interpreter import (
     _V,
@@ -161,7 +162,8 @@ def _check_continuation(flat_fun, leaves, diff, J):
         return jnp.concatenate([jnp.ravel(jnp.asarray(o, jnp.float64)) for o in outs])
 
     # a bound on the entries of the set's matrices, without enumerating its vertices
-    scale = 1.0 + np.max(np.abs(J.center), initial=0.0) + sum(np.max(np.abs(g), initial=0.0) for g in J.groups)
+    scale = (1.0 + np.max(np.abs(J._cval), initial=0.0)
+             + sum(float(np.sum(np.max(np.abs(p.vals), axis=(1, 2)))) for p in J._packs))
     for sgn in (1.0, -1.0):
         Jn = np.asarray(jax.jacfwd(g)(jnp.asarray(flat + sgn * h * d)), np.float64).reshape(J.shape)
         dist = J.distance(Jn) if np.all(np.isfinite(Jn)) else np.inf
@@ -264,9 +266,9 @@ def value_and_jacobian(fun, argnums=0, *, tol: float = 0.0, max_selections: int 
         if use_fast and key is not None:
             if entry["fast"] is None:
                 entry["fast"] = FastJacobian(closed, diff, tol)
-            outs, tied, Jm = entry["fast"](leaves)
+            outs, tied = entry["fast"].flag(leaves)
             if not bool(tied):
-                Jm = np.asarray(Jm, dtype=np.float64)
+                Jm = np.asarray(entry["fast"].jac(leaves), dtype=np.float64)
                 if not np.all(np.isfinite(Jm)):
                     raise ValueError("jacobian: the derivative is not finite at this point (e.g. sqrt or log at 0)")
                 for o in outs:
@@ -277,7 +279,12 @@ def value_and_jacobian(fun, argnums=0, *, tol: float = 0.0, max_selections: int 
         ctx = _Ctx(N, tol, max_selections)
         offsets = np.cumsum([0] + sizes)
         inputs = [_V(l) for l in leaves]
+        # large inputs: sparse reps (memory ∝ nonzeros and ties, not size × N); they give the same set
+        sparse = N * N >= S.SPARSE_MIN_ENTRIES
         for k, i in enumerate(diff):
+            if sparse:
+                inputs[i] = _V(leaves[i], S.identity(sizes[k], N, offsets[k]))
+                continue
             center = np.zeros((sizes[k], N))
             center[np.arange(sizes[k]), offsets[k] + np.arange(sizes[k])] = 1.0
             inputs[i] = _V(leaves[i], JRep(center))

@@ -34,6 +34,7 @@ import numpy as np
 
 from ._hull import extreme_points, unique_rows
 from ._qp import feasible_combination, ldexp_down, ldexp_up, min_norm_point, pow2_exponent, rescale_exactly, safe_norm
+from ._sparse_flat import Flat, Pack, as_flat, components, flat_to_output
 
 __all__ = ["MatrixSet", "SetTooLargeError", "DEFAULT_MAX_VERTICES", "as_matrix_stack"]
 
@@ -155,6 +156,51 @@ def _normalize(center: np.ndarray, dense_groups) -> tuple[np.ndarray, tuple]:
     return center, tuple(groups)
 
 
+def _check_dense(entries: int, what: str) -> None:
+    """A clear error instead of allocating a huge dense array."""
+    from . import _sparse_flat
+
+    if entries > _sparse_flat.MAX_DENSE_ENTRIES:
+        raise ValueError(
+            f"MatrixSet: {what} would need {entries} dense entries, above MAX_DENSE_ENTRIES="
+            f"{_sparse_flat.MAX_DENSE_ENTRIES} (conservative._sparse_flat). Use the sparse accessors "
+            "(sparse_center, support/contains/distance/project with scipy.sparse queries), or raise the limit."
+        )
+
+
+def _center_parts(center, shape):
+    """(sorted unique flat indices, values) of the nonzeros of a center given dense (flat or (m, n)),
+    as a pair (indices, values) or as a ``scipy.sparse`` matrix."""
+    import scipy.sparse as sp
+
+    m, n = shape
+    if isinstance(center, tuple):
+        idx, vals = center
+        idx = np.asarray(idx, dtype=np.int64)
+        vals = np.asarray(vals, dtype=np.float64)
+        if len(idx) > 1 and not np.all(idx[1:] > idx[:-1]):
+            u, inv = np.unique(idx, return_inverse=True)
+            acc = np.zeros(len(u))
+            np.add.at(acc, inv, vals)
+            idx, vals = u, acc
+    elif sp.issparse(center):
+        C = sp.coo_array(center)
+        C.sum_duplicates()
+        idx = np.asarray(C.row, np.int64) * n + np.asarray(C.col, np.int64)
+        order = np.argsort(idx)
+        idx, vals = idx[order], np.asarray(C.data, np.float64)[order]
+    else:
+        c = np.asarray(center, dtype=np.float64).ravel()
+        if c.size != m * n:
+            raise ValueError(f"center: expected {m * n} entries, got {c.size}")
+        idx = np.flatnonzero(c)
+        vals = c[idx]
+    keep = vals != 0
+    if not np.all(keep):
+        idx, vals = idx[keep], vals[keep]
+    return np.array(idx), np.array(vals)
+
+
 class MatrixSet:
     """The compact convex set C + conv(G_1) + ... + conv(G_p) of m×n matrices (immutable).
 
@@ -164,14 +210,16 @@ class MatrixSet:
     All data is float64; float32 input triggers a warning, non-finite input a ``ValueError``.
     """
 
-    __slots__ = ("_shape", "_center", "_groups", "_n_generators", "_vertex_cache", "_raw")
+    __slots__ = ("_shape", "_cidx", "_cval", "_groups_c", "_packs_c", "_n_generators", "_vertex_cache", "_raw",
+                 "_dense_c", "_decomp")
     max_vertices = DEFAULT_MAX_VERTICES
     __array_ufunc__ = None  # so that ``ndarray @ S`` and ``ndarray + S`` reach MatrixSet's operators
 
     def __init__(self, generators):
         if isinstance(generators, MatrixSet):
-            self._init_from(generators._shape, generators._center, generators._groups, len(generators))
-            object.__setattr__(self, "_raw", generators._raw)
+            g = generators
+            self._init_from(g._shape, (g._cidx, g._cval), g._groups_c, len(g), packs=g._packs_c)
+            object.__setattr__(self, "_raw", g._raw)
             return
         arr = as_matrix_stack(generators, "generators")
         k, m, n = arr.shape
@@ -180,23 +228,76 @@ class MatrixSet:
         arr.flags.writeable = False
         object.__setattr__(self, "_raw", arr)  # generators as given (for coupled hstack)
 
-    def _init_from(self, shape, center, groups, n_generators):
-        object.__setattr__(self, "_shape", (int(shape[0]), int(shape[1])))
-        center = np.array(center, dtype=np.float64)
-        if not np.all(np.isfinite(center)) or not all(np.all(np.isfinite(g.vals)) for g in groups):
+    def _init_from(self, shape, center, groups, n_generators, packs=None):
+        """``center``: a dense flat array (m·n,), a pair (sorted unique flat indices, values) or a
+        ``scipy.sparse`` matrix (m, n); ``groups`` a sequence of ``_Group`` or ``packs`` of ``Pack``."""
+        m, n = int(shape[0]), int(shape[1])
+        object.__setattr__(self, "_shape", (m, n))
+        cidx, cval = _center_parts(center, (m, n))
+        if not np.all(np.isfinite(cval)):
             raise ValueError("MatrixSet: the set has non-finite entries (an operation overflowed float64)")
-        center.flags.writeable = False
-        for g in groups:
-            g.idx.flags.writeable = False
-            g.vals.flags.writeable = False
-        object.__setattr__(self, "_center", center)
-        object.__setattr__(self, "_groups", tuple(groups))
+        if groups is not None:
+            groups = tuple(groups)
+            if not all(np.all(np.isfinite(g.vals)) for g in groups):
+                raise ValueError("MatrixSet: the set has non-finite entries (an operation overflowed float64)")
+            for g in groups:
+                g.idx.flags.writeable = False
+                g.vals.flags.writeable = False
+        if packs is not None:
+            packs = tuple(p for p in packs if p.t)
+            if not all(np.all(np.isfinite(p.vals)) for p in packs):
+                raise ValueError("MatrixSet: the set has non-finite entries (an operation overflowed float64)")
+            for p in packs:
+                p.idx.flags.writeable = False
+                p.vals.flags.writeable = False
+        for a in (cidx, cval):
+            a.flags.writeable = False
+        object.__setattr__(self, "_cidx", cidx)
+        object.__setattr__(self, "_cval", cval)
+        object.__setattr__(self, "_groups_c", groups)
+        object.__setattr__(self, "_packs_c", packs)
         object.__setattr__(self, "_n_generators", int(n_generators))
         object.__setattr__(self, "_vertex_cache", None)
         object.__setattr__(self, "_raw", None)
+        object.__setattr__(self, "_dense_c", None)
+        object.__setattr__(self, "_decomp", None)
 
     def __setattr__(self, name, value):
         raise AttributeError("MatrixSet is immutable")
+
+    # ----------------------------------------------------------------- storage
+    @property
+    def _groups(self) -> tuple:
+        """The groups as ``_Group`` objects (built from the packs on first use)."""
+        if self._groups_c is None:
+            groups = tuple(_Group(p.idx[i], p.vals[i]) for p in self._packs_c for i in range(p.t))
+            object.__setattr__(self, "_groups_c", groups)
+        return self._groups_c
+
+    @property
+    def _packs(self) -> tuple:
+        """The groups as packs of equally shaped groups (vectorized queries)."""
+        if self._packs_c is None:
+            by_shape: dict = {}
+            for g in self._groups_c:
+                by_shape.setdefault((g.k, len(g.idx)), []).append(g)
+            packs = tuple(Pack(np.stack([g.idx for g in gs]), np.stack([g.vals for g in gs]))
+                          for gs in by_shape.values())
+            object.__setattr__(self, "_packs_c", packs)
+        return self._packs_c
+
+    @property
+    def _center(self) -> np.ndarray:
+        """The center as a dense flat array (m·n,), for the dense operations; a clear error when m·n
+        exceeds ``MAX_DENSE_ENTRIES``."""
+        if self._dense_c is None:
+            m, n = self._shape
+            _check_dense(m * n, "the dense center")
+            c = np.zeros(m * n)
+            c[self._cidx] = self._cval
+            c.flags.writeable = False
+            object.__setattr__(self, "_dense_c", c)
+        return self._dense_c
 
     # ----------------------------------------------------------------- constructors
     @classmethod
@@ -209,9 +310,20 @@ class MatrixSet:
 
     @classmethod
     def _from_sparse(cls, shape, center, groups) -> MatrixSet:
-        """Internal constructor from already-normalized sparse groups (no copies)."""
+        """Internal constructor from already-normalized sparse groups (``_Group``, no copies).
+
+        ``center`` is a dense flat array (m·n,), a pair (sorted unique flat indices, values) or a
+        ``scipy.sparse`` matrix (m, n)."""
         obj = object.__new__(cls)
         obj._init_from(shape, center, groups, sum(g.k for g in groups) or 1)
+        return obj
+
+    @classmethod
+    def _from_packs(cls, shape, center, packs) -> MatrixSet:
+        """Internal constructor from packs of groups (``Pack``); ``center`` as in ``_from_sparse``."""
+        packs = tuple(packs)
+        obj = object.__new__(cls)
+        obj._init_from(shape, center, None, sum(p.t * p.k for p in packs) or 1, packs=packs)
         return obj
 
     @classmethod
@@ -250,35 +362,60 @@ class MatrixSet:
 
     @property
     def center(self) -> np.ndarray:
-        """The center C (a member of the set: every group's first point is folded into it)."""
+        """The center C as a dense (m, n) array (a member of the set: every group's first point is
+        folded into it).  Above ``MAX_DENSE_ENTRIES`` = 2^25 entries this raises a ``ValueError``:
+        use ``sparse_center``."""
         return self._center.reshape(self._shape).copy()
 
     @property
+    def sparse_center(self):
+        """The center C as a ``scipy.sparse.csr_array`` (m, n), at any size."""
+        import scipy.sparse as sp
+
+        m, n = self._shape
+        return sp.csr_array((self._cval, (self._cidx // n, self._cidx % n)), shape=(m, n))
+
+    @property
+    def nnz(self) -> int:
+        """Stored numbers: nonzeros of the center plus the entries of every group's points."""
+        return len(self._cval) + sum(p.vals.size for p in self._packs)
+
+    @property
+    def num_groups(self) -> int:
+        """p, the number of hulls in the Minkowski sum."""
+        return sum(p.t for p in self._packs)
+
+    @property
     def groups(self) -> list[np.ndarray]:
-        """The groups G_g - (first point) as dense arrays (k_g, m, n): S = C + Σ_g conv(G_g)."""
+        """The groups G_g - (first point) as dense arrays (k_g, m, n): S = C + Σ_g conv(G_g).
+        Raises a ``ValueError`` when they need more than ``MAX_DENSE_ENTRIES`` numbers in all."""
         size = self._shape[0] * self._shape[1]
+        _check_dense(size * sum(p.t * p.k for p in self._packs), "the dense groups")
         return [g.dense(size).reshape((g.k,) + self._shape) for g in self._groups]
 
     @property
     def is_singleton(self) -> bool:
-        return not self._groups
+        return not self._packs
 
     @property
     def num_candidate_vertices(self) -> int:
         """Π_g k_g: an upper bound on the number of vertices of the Minkowski sum."""
-        return math.prod(g.k for g in self._groups)
+        return math.prod(p.k ** p.t for p in self._packs)
 
     def __repr__(self) -> str:
         m, n = self._shape
         if self.is_singleton:
             return f"MatrixSet(singleton {m}×{n})"
-        sizes = [g.k for g in self._groups]
-        if len(sizes) == 1:
-            return f"MatrixSet(conv of {sizes[0]} matrices {m}×{n})"
         from collections import Counter
 
-        desc = ", ".join(f"{c}×{k}" if c > 1 else f"{k}" for k, c in sorted(Counter(sizes).items()))
-        return f"MatrixSet({m}×{n}: center + Minkowski sum of {len(sizes)} hulls of sizes [{desc}])"
+        sizes = Counter()
+        for p in self._packs:
+            sizes[p.k] += p.t
+        if sum(sizes.values()) == 1:
+            return f"MatrixSet(conv of {next(iter(sizes))} matrices {m}×{n})"
+        desc = ", ".join(f"{c}×{k}" if c > 1 else f"{k}" for k, c in sorted(sizes.items()))
+        total = sum(sizes.values())
+        return f"MatrixSet({m}×{n}: center + Minkowski sum of {total} hulls of sizes [{desc}])"
 
     # ----------------------------------------------------------------- vertices
     def enumerate_vertices(self, max_vertices: int | None = None) -> np.ndarray:
@@ -331,48 +468,136 @@ class MatrixSet:
     # ----------------------------------------------------------------- queries
     def _exponent(self) -> int:
         """e with every stored number (center, group entries) below 2^e in magnitude."""
-        return pow2_exponent(self._center, *(g.vals for g in self._groups))
+        return pow2_exponent(self._cval, *(p.vals for p in self._packs))
 
-    def _scaled_parts(self, e: int):
-        """(center·2^-e, [group values·2^-e], loss): the set divided by 2^e (exact unless ``loss`` > 0,
-        which bounds the entrywise rounding of entries that land below the normal range)."""
-        C, loss = rescale_exactly(self._center, e)
-        vals = []
-        for g in self._groups:
-            v, lv = rescale_exactly(g.vals, e)
-            vals.append(v)
-            loss = max(loss, lv)
-        return C, vals, loss
+    def _support_flat(self, d: Flat, with_arg: bool = False):
+        """σ_S(D) (and, with ``with_arg``, the maximising point as flat entries) on D/2^a and S/2^b."""
+        a, b = pow2_exponent(d.values), self._exponent()
+        C, _ = rescale_exactly(self._cval, b)
+        dc, _ = rescale_exactly(d.gather(self._cidx), a)
+        val = float(dc @ C)
+        args = []
+        for p in self._packs:
+            v, _ = rescale_exactly(p.vals, b)
+            dp, _ = rescale_exactly(d.gather(p.idx), a)
+            scores = np.einsum("tkw,tw->tk", v, dp)
+            best = np.argmax(scores, axis=1)
+            val += float(np.sum(scores[np.arange(p.t), best]))
+            if with_arg:
+                args.append((p.idx.ravel(), p.vals[np.arange(p.t), best].ravel()))
+        return float(np.ldexp(val, a + b)), args
 
     def support(self, D) -> float:
         """σ_S(D) = max_{X∈S} ⟨D, X⟩ = ⟨D, C⟩ + Σ_g max_i ⟨D, G_g,i⟩ (Frobenius inner product).
 
-        Evaluated on D/2^a and S/2^b (powers of two near their largest entries, exact) and scaled
-        back by 2^(a+b), so that no intermediate product over- or underflows.
+        ``D``: a dense (m, n) array or a ``scipy.sparse`` matrix (only its entries on the center's
+        nonzeros and the groups' entries are read).  Evaluated on D/2^a and S/2^b (powers of two
+        near their largest entries, exact) and scaled back by 2^(a+b), so that no intermediate
+        product over- or underflows.
         """
-        d = _as_matrix(D, self._shape, "D").ravel()
-        a, b = pow2_exponent(d), self._exponent()
-        dn, _ = rescale_exactly(d, a)
-        C, vals, _ = self._scaled_parts(b)
-        val = float(dn @ C + sum(np.max(v @ dn[g.idx]) for g, v in zip(self._groups, vals)))
-        return float(np.ldexp(val, a + b))
+        return self._support_flat(as_flat(D, self._shape, "D"))[0]
 
-    def argsupport(self, D) -> np.ndarray:
-        """A maximiser of ⟨D, X⟩ over S (one vertex per group, summed)."""
-        d = _as_matrix(D, self._shape, "D").ravel()
-        dn, _ = rescale_exactly(d, pow2_exponent(d))
-        e = self._exponent()
-        C, vals, _ = self._scaled_parts(e)
-        x = C.copy()
-        for g, v in zip(self._groups, vals):
-            x[g.idx] += v[int(np.argmax(v @ dn[g.idx]))]
-        return np.ldexp(x, e).reshape(self._shape)
+    def argsupport(self, D):
+        """A maximiser of ⟨D, X⟩ over S (one vertex per group, summed).  ``D`` as for ``support``;
+        the result is a dense (m, n) array, or a ``scipy.sparse.csr_array`` above
+        ``MAX_DENSE_ENTRIES`` entries."""
+        _, args = self._support_flat(as_flat(D, self._shape, "D"), with_arg=True)
+        idx = np.concatenate([self._cidx] + [i for i, _ in args])
+        vals = np.concatenate([self._cval] + [v for _, v in args])
+        return flat_to_output(self._shape, idx, vals)
 
     def _touched(self):
-        return np.unique(np.concatenate([g.idx for g in self._groups]))
+        return self._decomposition()[0]
+
+    def _decomposition(self):
+        """(touched entries, per pack the component of each group, per pack a mask of the groups that
+        are segments alone on their entries, the other components as lists of (pack, row))."""
+        if self._decomp is None:
+            packs = self._packs
+            touched, comp, _ = components(packs)
+            labels = np.concatenate(comp)
+            counts = np.bincount(labels)
+            lone, others = [], {}
+            for pi, (p, c) in enumerate(zip(packs, comp)):
+                mask = (counts[c] == 1) & (p.k == 2)
+                lone.append(mask)
+                for r in np.flatnonzero(~mask):
+                    others.setdefault(int(c[r]), []).append((pi, int(r)))
+            object.__setattr__(self, "_decomp", (touched, tuple(lone), tuple(others.values())))
+        return self._decomp
+
+    def _scaled(self, Mflat: Flat):
+        """Divide the query and the set by one power of two 2^e near their largest entry (exact
+        unless ``loss`` > 0): (e, residual y = M - C as Flat, packs' values, loss)."""
+        e = pow2_exponent(Mflat.values, self._cval, *(p.vals for p in self._packs))
+        C, loss = rescale_exactly(self._cval, e)
+        if Mflat.dense is not None:
+            Mv, lm = rescale_exactly(Mflat.dense, e)
+            Mn = Flat(self._shape, dense=Mv)
+        else:
+            Mv, lm = rescale_exactly(Mflat.vals, e)
+            Mn = Flat(self._shape, idx=Mflat.idx, vals=Mv)
+        vals = []
+        loss = max(loss, lm)
+        for p in self._packs:
+            v, lv = rescale_exactly(p.vals, e)
+            vals.append(v)
+            loss = max(loss, lv)
+        return e, Mn.minus(self._cidx, C, inplace=Mflat.dense is not None), vals, loss
+
+    def _solve_parts(self, y: Flat, vals, exact: bool = False, tol_n: float = 0.0):
+        """Nearest point (as flat entries on the touched set) and per-component bounds.
+
+        The touched entries split into components (groups linked by shared entries); S restricted
+        to them is the product of the components' sets, so the squared distance is the sum over
+        components.  A segment alone on its entries is projected in closed form, with the duality
+        bound (⟨u, r⟩ - max(0, ⟨u, v⟩))/‖u‖ for u = r - λv; other components go to ``min_norm_point``
+        (``exact``: to the exact LP membership test, which returns None when it fails)."""
+        touched, lone, others = self._decomposition()
+        xt = np.zeros(len(touched))  # the found point minus the center, on touched entries
+        lows, highs = [], []
+        for p, v, mask in zip(self._packs, vals, lone):
+            if not mask.any():
+                continue
+            idx, a, b = p.idx[mask], v[mask, 0], v[mask, 1]
+            r = y.gather(idx) - a
+            s = b - a
+            ss = np.einsum("tw,tw->t", s, s)
+            lam = np.clip(np.divide(np.einsum("tw,tw->t", r, s), ss, out=np.zeros(len(ss)), where=ss > 0), 0.0, 1.0)
+            u = r - lam[:, None] * s
+            un = np.sqrt(np.einsum("tw,tw->t", u, u))
+            lo = np.divide(np.einsum("tw,tw->t", u, r) - np.maximum(0.0, np.einsum("tw,tw->t", u, s)), un,
+                           out=np.zeros(len(un)), where=un > 0)
+            lows.append(np.maximum(lo, 0.0))
+            highs.append(un)
+            xt[np.searchsorted(touched, idx.ravel())] += (a + lam[:, None] * s).ravel()
+        for comp in others:
+            ent = np.unique(np.concatenate([self._packs[pi].idx[r] for pi, r in comp]))
+            A = []
+            for pi, r in comp:
+                Ag = np.zeros((len(ent), self._packs[pi].k))
+                Ag[np.searchsorted(ent, self._packs[pi].idx[r]), :] = vals[pi][r].T
+                A.append(Ag)
+            yc = y.gather(ent)
+            if exact:
+                lams = feasible_combination(yc, A, tol_n)
+                if lams is None:
+                    return None
+                pt = sum((Ag @ lam for Ag, lam in zip(A, lams)), np.zeros(len(ent)))
+                res_norm = safe_norm(yc - pt)
+                lo_c = hi_c = res_norm
+            else:
+                res = min_norm_point(yc, A)
+                pt, lo_c, hi_c = res.point, res.lower, res.upper
+            lows.append(np.array([lo_c]))
+            highs.append(np.array([hi_c]))
+            xt[np.searchsorted(touched, ent)] += pt
+        lo = np.concatenate(lows) if lows else np.zeros(0)
+        hi = np.concatenate(highs) if highs else np.zeros(0)
+        return touched, xt, lo, hi
 
     def _distance(self, M):
-        """(nearest point, lower, upper) for the Frobenius distance from M to S.
+        """(nearest point as flat entries (idx, vals), lower, upper) for the Frobenius distance.
 
         The query and the set are divided together by a power of two 2^e near their largest
         entry (exact in binary floating point): dist(M, S) = 2^e·dist(M/2^e, S/2^e), so the QP
@@ -382,81 +607,66 @@ class MatrixSet:
         query and in each summand, by at most (2 + #groups)·√(mn)·2^-1074 (scaled units): the
         bounds are widened by that.
         """
-        Mf = _as_matrix(M, self._shape, "M").ravel()
-        e = pow2_exponent(Mf, self._center, *(g.vals for g in self._groups))
-        Mn, loss = rescale_exactly(Mf, e)
-        C, vals, loss_s = self._scaled_parts(e)
-        loss = max(loss, loss_s)
-        y = Mn - C
+        Mflat = as_flat(M, self._shape, "M")
+        e, y, vals, loss = self._scaled(Mflat)
         if self.is_singleton:
-            lo = hi = safe_norm(y)
-            x = C.copy()
+            lo = hi = safe_norm(y.values)
+            pidx, pval = self._cidx, self._cval
         else:
-            touched = self._touched()
-            pos = {int(t): i for i, t in enumerate(touched)}
-            r_out = safe_norm(np.delete(y, touched))
-            A = []
-            for g, v in zip(self._groups, vals):
-                Ag = np.zeros((len(touched), g.k))
-                Ag[[pos[int(i)] for i in g.idx], :] = v.T
-                A.append(Ag)
-            res = min_norm_point(y[touched], A)
-            x = C.copy()
-            x[touched] += res.point
-            lo, hi = math.hypot(res.lower, r_out), math.hypot(res.upper, r_out)
+            touched, xt, lows, highs = self._solve_parts(y, vals)
+            r_out = safe_norm(y.outside(touched))
+            lo = math.hypot(safe_norm(lows), r_out)
+            hi = math.hypot(safe_norm(highs), r_out)
+            pidx = np.concatenate([self._cidx, touched])
+            pval = np.concatenate([self._cval, np.ldexp(xt, e)])
         if loss > 0:
-            slack = (2 + len(self._groups)) * math.sqrt(Mf.size) * loss
+            m, n = self._shape
+            slack = (2 + self.num_groups) * math.sqrt(m * n) * loss
             lo = max(0.0, float(np.nextafter(lo - slack, -np.inf)))
             hi = float(np.nextafter(hi + slack, np.inf))
-        return np.ldexp(x, e), ldexp_down(lo, e), ldexp_up(hi, e)
+        lo, hi = ldexp_down(lo, e), ldexp_up(hi, e)
+        return (pidx, pval), min(lo, hi), hi
 
     def _feasible(self, M, tol) -> bool:
-        """Exact LP membership test (certified by the residual of the LP's combination).
-
-        Runs on the query and the set divided by the same power of two as ``_distance``.
-        """
-        Mf = _as_matrix(M, self._shape, "M").ravel()
-        e = pow2_exponent(Mf, self._center, *(g.vals for g in self._groups))
-        Mn, loss = rescale_exactly(Mf, e)
-        C, vals, loss_s = self._scaled_parts(e)
-        if max(loss, loss_s) > 0:
+        """Exact LP membership test (certified by the residual of the LP's combination), component by
+        component, on the query and the set divided by the same power of two as ``_distance``."""
+        e, y, vals, loss = self._scaled(as_flat(M, self._shape, "M"))
+        if loss > 0:
             return False  # the scaled data is not the data: no exact certificate
         tol_n = float(np.ldexp(tol, -e))
-        y = Mn - C
         if self.is_singleton:
-            return safe_norm(y) <= tol_n
-        touched = self._touched()
-        if safe_norm(np.delete(y, touched)) > tol_n:
+            return safe_norm(y.values) <= tol_n
+        parts = self._solve_parts(y, vals, exact=True, tol_n=tol_n)
+        if parts is None:
             return False
-        pos = np.searchsorted(touched, np.concatenate([g.idx for g in self._groups]))
-        A, start = [], 0
-        for g, v in zip(self._groups, vals):
-            Ag = np.zeros((len(touched), g.k))
-            Ag[pos[start : start + len(g.idx)], :] = v.T
-            start += len(g.idx)
-            A.append(Ag)
-        return feasible_combination(y[touched], A, tol_n) is not None
+        r_out = safe_norm(y.outside(parts[0]))  # after the touched entries were read
+        return math.hypot(safe_norm(parts[3]), r_out) <= tol_n
 
     def distance_bounds(self, M) -> tuple[float, float]:
-        """Certified (lower, upper) bounds on the Frobenius distance from M to S."""
+        """Certified (lower, upper) bounds on the Frobenius distance from M to S.  ``M``: a dense
+        (m, n) array or a ``scipy.sparse`` matrix."""
         _, lo, hi = self._distance(M)
         return lo, hi
 
     def distance(self, M) -> float:
-        """Frobenius distance from M to S (the upper bound, attained by ``project(M)``)."""
+        """Frobenius distance from M to S (the upper bound, attained by ``project(M)``); ``M`` dense
+        or ``scipy.sparse``."""
         return self._distance(M)[2]
 
-    def project(self, M) -> np.ndarray:
-        """The nearest point of S to M in the Frobenius norm (a QP; see ``_qp``)."""
-        return self._distance(M)[0].reshape(self._shape)
+    def project(self, M):
+        """The nearest point of S to M in the Frobenius norm (closed forms for segments alone on their
+        entries, a QP per component otherwise; see ``_qp``).  ``M`` dense or ``scipy.sparse``; the
+        result is dense (m, n), or a ``scipy.sparse.csr_array`` above ``MAX_DENSE_ENTRIES`` entries."""
+        (idx, vals), _, _ = self._distance(M)
+        return flat_to_output(self._shape, idx, vals)
 
     def contains(self, M, tol: float = 1e-9) -> bool:
         """Is dist_F(M, S) ≤ tol?  Decided from certified distance bounds.
 
-        ``tol`` is a finite nonnegative number (absolute, Frobenius norm).  In the rare case
-        where the bounds straddle ``tol`` (solver inaccuracy) an exact LP membership test is
-        tried; if it does not confirm membership the answer is ``lower ≤ tol`` and a warning
-        reports both bounds.
+        ``M``: a dense (m, n) array or a ``scipy.sparse`` matrix.  ``tol`` is a finite nonnegative
+        number (absolute, Frobenius norm).  In the rare case where the bounds straddle ``tol``
+        (solver inaccuracy) an exact LP membership test is tried; if it does not confirm
+        membership the answer is ``lower ≤ tol`` and a warning reports both bounds.
         """
         tol = _check_tol(tol, "tol")
         _, lo, hi = self._distance(M)
@@ -493,6 +703,7 @@ class MatrixSet:
 
     def _dense_groups(self):
         size = self._shape[0] * self._shape[1]
+        _check_dense(size * sum(p.t * p.k for p in self._packs), "the dense groups")
         return [g.dense(size) for g in self._groups]
 
     def linear_image(self, fn, out_shape) -> MatrixSet:
@@ -511,12 +722,20 @@ class MatrixSet:
         other = self._check_set(other)
         if other.shape != self.shape:
             raise ValueError(f"other: Minkowski sum needs equal shapes, got {self.shape} and {other.shape}")
-        return MatrixSet._from_sparse(self._shape, self._center + other._center, self._groups + other._groups)
+        center = (np.concatenate([self._cidx, other._cidx]), np.concatenate([self._cval, other._cval]))
+        if self._groups_c is not None and other._groups_c is not None:
+            return MatrixSet._from_sparse(self._shape, center, self._groups + other._groups)
+        return MatrixSet._from_packs(self._shape, center, self._packs + other._packs)
 
     def translate(self, M) -> MatrixSet:
-        """S + M = {X + M : X ∈ S}."""
-        M = _as_matrix(M, self._shape, "M")
-        return MatrixSet._from_sparse(self._shape, self._center + M.ravel(), self._groups)
+        """S + M = {X + M : X ∈ S} (``M`` dense or ``scipy.sparse``)."""
+        Mf = as_flat(M, self._shape, "M")
+        if Mf.dense is not None:
+            Mf = Flat(self._shape, idx=np.flatnonzero(Mf.dense), vals=Mf.dense[Mf.dense != 0])
+        center = (np.concatenate([self._cidx, Mf.idx]), np.concatenate([self._cval, Mf.vals]))
+        if self._groups_c is not None:
+            return MatrixSet._from_sparse(self._shape, center, self._groups)
+        return MatrixSet._from_packs(self._shape, center, self._packs)
 
     def __add__(self, other):
         if isinstance(other, MatrixSet):
@@ -531,8 +750,11 @@ class MatrixSet:
         if not math.isfinite(c):
             raise ValueError(f"c: expected a finite scalar, got {c}")
         with np.errstate(over="ignore"):  # an overflow is reported by the constructor
+            center = (self._cidx, c * self._cval)
+            if self._groups_c is None:
+                packs = tuple(Pack(p.idx, c * p.vals) for p in self._packs) if c != 0 else ()
+                return MatrixSet._from_packs(self._shape, center, packs)
             groups = tuple(type(g)(g.idx, c * g.vals) for g in self._groups) if c != 0 else ()
-            center = c * self._center
         return MatrixSet._from_sparse(self._shape, center, groups)
 
     def __mul__(self, c):

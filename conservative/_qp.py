@@ -36,7 +36,7 @@ def pow2_exponent(*arrays) -> int:
     for a in arrays:
         a = np.asarray(a, dtype=np.float64)
         if a.size:
-            m = max(m, float(np.max(np.abs(a))))
+            m = max(m, float(np.max(a)), -float(np.min(a)))  # max|a| without a temporary array
     if m == 0.0 or not np.isfinite(m):
         return 0
     return int(np.frexp(m)[1])
@@ -49,8 +49,18 @@ def rescale_exactly(x, e: int):
     most half the smallest subnormal; ``loss`` is then 2^-1074 (a safe overestimate).
     """
     x = np.asarray(x, dtype=np.float64)
-    y = np.ldexp(x, -e)
-    exact = bool(np.array_equal(np.ldexp(y, e), x))
+    # a product with the exact power of two 2^-e rounds like ldexp (correctly), and is vectorized
+    y = x * (2.0 ** -e) if abs(e) < 1000 else np.ldexp(x, -e)
+    if e <= 0 or y.size == 0:
+        return y, 0.0  # scaling up by 2^-e ≥ 1 is exact (the callers' data stays ≤ 1 in magnitude)
+    # scaling down rounds only the entries that land below the normal range
+    flat, tiny, step = x.reshape(-1), 2.0 ** (e - 1022), 1 << 20
+    exact = True
+    for i in range(0, flat.size, step):  # in chunks: no temporaries the size of a large query
+        a = np.abs(flat[i : i + step])
+        if np.any((a < tiny) & (a > 0)):
+            exact = False
+            break
     return y, (0.0 if exact else _TINY)
 
 
@@ -79,9 +89,13 @@ def safe_norm(v) -> float:
     v = np.asarray(v, dtype=np.float64).ravel()
     if v.size == 0:
         return 0.0
-    m = float(np.max(np.abs(v)))
+    m = max(float(np.max(v)), -float(np.min(v)))
     if m == 0.0 or not np.isfinite(m):
-        return m
+        return abs(m)
+    if 2.0**-400 <= m <= 2.0**400:
+        # squares of entries ≤ 2^400 do not overflow, and the entries small enough to underflow
+        # (below 2^-537) are as negligible as after dividing by m
+        return float(np.sqrt(np.dot(v, v)))
     return m * float(np.linalg.norm(v / m))
 
 

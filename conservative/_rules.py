@@ -152,10 +152,24 @@ def broadcast_to(ctx, val, rep, shape):
     if rep is None or np.shape(val) == tuple(shape):
         return rep
     shape = tuple(shape)
+    if _is_sparse(rep):
+        from . import _sparse_reps as S
+
+        return S.broadcast_to(rep, val, shape)
     return push_linear(lambda a: (jnp.broadcast_to(a, shape),), [val], [rep], 1, key=("broadcast_to", shape))[0]
 
 
+def _is_sparse(rep):
+    from ._sparse_reps import SRep
+
+    return isinstance(rep, SRep)
+
+
 def negate(ctx, val, rep):
+    if _is_sparse(rep):
+        from . import _sparse_reps as S
+
+        return S.negate(rep)
     return None if rep is None else push_linear(lambda a: (-a,), [val], [rep], 1, key=("negate",))[0]
 
 
@@ -196,6 +210,13 @@ def select_elementwise(ctx, branches, active, owner=None):
     count = active.sum(axis=0)
     if np.any(count == 0):
         raise AssertionError("select_elementwise: a position with no active branch")
+    if any(_is_sparse(b) for b in branches):
+        from . import _sparse_reps as S
+
+        out = S.select(ctx, branches, active, owner)
+        if out is not None:
+            return out
+        branches = [S.densify(ctx.choices, b, "a selection whose options depend on earlier ties") for b in branches]
     first = np.argmax(active, axis=0)
     single = count == 1
     base_parts = []

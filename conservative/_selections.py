@@ -64,6 +64,17 @@ class Choices:
         self.size[gid] = int(k)
         return gid
 
+    def new_groups(self, ks) -> np.ndarray:
+        """Fresh independent base choices with ``ks[i]`` options each (vectorized ``new_group``)."""
+        ks = np.asarray(ks, dtype=np.int64)
+        gids = np.arange(self._next, self._next + len(ks))
+        self._next += len(ks)
+        keys = gids.tolist()
+        self.parent.update(zip(keys, keys))
+        self.bases.update(zip(keys, ((g,) for g in keys)))
+        self.size.update(zip(keys, ks.tolist()))
+        return gids
+
     def find(self, gid: int) -> int:
         root = gid
         while self.parent[root] != root:

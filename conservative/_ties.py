@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import _rules as R
+from . import _sparse_reps as S
 from ._interpreter import _V, JumpError, _bind, _eval_eqn, _holding, _size
 from ._selections import JRep, add_reps, choose_joint
 
@@ -274,6 +275,8 @@ def _eval_options(ctx, eqn, invals):
     output whose value depends on the option keeps its value (and, for floats, its Jacobian)
     per option (``alts``): e.g. ``one_hot(argmax(x))`` is resolved only by ``@ x``.  A program
     output that still depends on the option jumps there (``JumpError``, raised at the end)."""
+    for v in invals:
+        v.rep = S.densify(ctx.choices, v.rep, f"primitive '{eqn.primitive.name}' under tied options")
     bases = tuple(dict.fromkeys(b for v in invals if v.alts is not None for b in v.alts[0]))
     shape = tuple(ctx.choices.size[b] for b in bases)
     ctx.choices.check_limit(math.prod(shape), f"{math.prod(shape)} joint selections of tied argmax/argmin indices")
