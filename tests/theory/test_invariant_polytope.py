@@ -1,9 +1,11 @@
 """Invariant polytopes: exact JSR proofs and honest failures."""
 
+import time
+
 import numpy as np
 import pytest
 
-from theory import invariant_polytope
+from theory import invariant_polytope, verify_polytope
 from theory._invariant_polytope import _l1_member
 
 M1 = np.array([[0.75, -0.75], [1.0, 0.0]])
@@ -46,3 +48,54 @@ def test_bad_word():
         invariant_polytope([M1], (1,))
     with pytest.raises(ValueError, match="word"):
         invariant_polytope([M1], ())
+
+
+def kozyakin_pair():
+    """Kozyakin's pair: A = [[0, -1/κ], [κ, 2cos θ]], B = [[0, -κ], [1/κ, 2cos θ]], θ = 2π/3, κ = 1.1³.
+
+    Source: V. Kozyakin, "On sets of matrices having different spectrum maximizing products with
+    unequal numbers of the same name factors", arXiv:2407.10513 (2024), and his script
+    SMP_JSRToolbox.m (the MATLAB JSR toolbox finds a 12-vertex extremal polytope).  AAB and ABB
+    are both spectrum maximizing: ρ(AAB) = ρ(ABB) = 1.1⁶, so JSR = 1.1² = 1.21.
+    """
+    th, k = 2 * np.pi / 3, 1.1**3
+    c = 2 * np.cos(th)
+    return np.array([[[0.0, -1 / k], [k, c]], [[0.0, -k], [1 / k, c]]])
+
+
+def test_kozyakin_pair_is_proved_exact_by_a_balanced_polytope():
+    A = kozyakin_pair()
+    t0 = time.monotonic()
+    poly = invariant_polytope(A, [(0, 0, 1), (0, 1, 1)])
+    assert time.monotonic() - t0 < 10  # loose: about 0.1 s here
+    assert poly.success and poly.exact and poly.check == "rational"
+    assert poly.rho_hat == pytest.approx(1.21, rel=1e-14)
+    assert poly.rho_hat <= poly.bound <= poly.rho_hat * (1 + 1e-12)
+    # absconv of N stored vertices has 2N vertices; the JSR toolbox's polytope has 12
+    assert 2 * len(poly.vertices) <= 12
+    assert set(poly.words) == {(0, 0, 1), (0, 1, 1)}
+
+
+def test_rational_recheck_rejects_a_perturbed_certificate():
+    A = kozyakin_pair()
+    poly = invariant_polytope(A, [(0, 0, 1), (0, 1, 1)])
+    assert verify_polytope(A, poly.vertices, poly.rho_hat) <= poly.rho_hat * (1 + 1e-12)
+    V = poly.vertices.copy()
+    V[0] *= 1 - 1e-6  # the image of the orbit's last vertex now sticks out by ~1e-6
+    bad = verify_polytope(A, V, poly.rho_hat)
+    assert bad >= poly.rho_hat * (1 + 5e-7)  # a bound, but not a proof of JSR = ρ̂
+    # any ρ gives a valid bound: with a too small ρ the bound still covers the true JSR
+    assert verify_polytope(A, poly.vertices, 1.2) >= 1.21 * (1 - 1e-15)
+    # a degenerate (not full-dimensional) vertex set proves nothing
+    assert verify_polytope(A, np.array([[1.0, 0.0], [2.0, 0.0]]), 1.21) == np.inf
+
+
+def test_tight_tolerances_keep_the_golden_polytope_small():
+    A = np.array([[[1.0, 1.0], [0.0, 1.0]], [[1.0, 0.0], [1.0, 1.0]]])
+    poly = invariant_polytope(A, (0, 1))
+    assert poly.exact and len(poly.vertices) <= 4
+    # no two stored vertices are ±near-duplicates
+    V = poly.vertices
+    for i in range(len(V)):
+        for j in range(i):
+            assert min(np.abs(V[i] - V[j]).max(), np.abs(V[i] + V[j]).max()) > 1e-9

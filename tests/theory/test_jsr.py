@@ -113,3 +113,36 @@ def test_bad_input():
         jsr([np.eye(2)], tol=1e-15)
     with pytest.raises(ValueError, match="word"):
         exact_eigenvalues([np.eye(2)], (0, 3))
+
+
+def test_kozyakin_pair_exact_with_two_spectrum_maximizing_products():
+    """Kozyakin (arXiv:2407.10513; script SMP_JSRToolbox.m): θ = 2π/3, κ = 1.1³,
+    A = [[0, -1/κ], [κ, 2cos θ]], B = [[0, -κ], [1/κ, 2cos θ]]; AAB and ABB are both spectrum
+    maximizing with ρ = 1.1⁶, JSR = 1.21 (the JSR toolbox certifies it with a 12-vertex polytope)."""
+    th, k = 2 * np.pi / 3, 1.1**3
+    A = [np.array([[0.0, -1 / k], [k, 2 * np.cos(th)]]), np.array([[0.0, -k], [1 / k, 2 * np.cos(th)]])]
+    res = jsr(A, time_limit=30)
+    assert res.exact and "balanced" in res.upper_method and "rational" in res.upper_method
+    assert res.lower == pytest.approx(1.21, rel=1e-14)
+    assert res.lower <= 1.21 * (1 + 1e-15) and res.upper >= 1.21 * (1 - 1e-15)
+    assert res.upper <= res.lower * (1 + 1e-12)
+    check_certificate(A, res)
+
+
+def test_parrilo_jadbabaie_example_5_4_is_exact():
+    """PJ08 Example 5.4 (Linear Algebra Appl. 428, 2008): the JSR was conjectured to be
+    ρ(A1 A3)^{1/2} = 8.9149 (SOS-4 ≈ SOS-6 ≈ 8.92); an invariant polytope proves it."""
+    A = np.array([
+        [[0, 1, 7, 4], [1, 6, -2, -3], [-1, -1, -2, -6], [3, 0, 9, 1]],
+        [[-3, 3, 0, -2], [-2, 1, 4, 9], [4, -3, 1, 1], [1, -5, -1, -2]],
+        [[1, 4, 5, 10], [0, 5, 1, -4], [0, -1, 4, 6], [-1, 5, 0, 1]]], dtype=float)
+    res = jsr(A, time_limit=30)
+    assert res.exact and sorted(res.certificate) == [0, 2]
+    assert res.lower == pytest.approx(8.914964, rel=1e-6)
+    assert res.upper <= res.lower * (1 + 1e-9)
+    check_certificate(A, res)
+
+
+def test_scalar_family_is_exact():
+    res = jsr([np.array([[0.5]]), np.array([[-0.75]])])
+    assert res.exact and res.lower == res.upper == 0.75 and res.certificate == (1,)
