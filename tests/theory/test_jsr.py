@@ -1,6 +1,7 @@
 """Joint spectral radius: known values, certificates, brute force, exact sympy checks."""
 
 import itertools
+import math
 
 import numpy as np
 import pytest
@@ -146,3 +147,58 @@ def test_parrilo_jadbabaie_example_5_4_is_exact():
 def test_scalar_family_is_exact():
     res = jsr([np.array([[0.5]]), np.array([[-0.75]])])
     assert res.exact and res.lower == res.upper == 0.75 and res.certificate == (1,)
+
+
+def daubechies_family(N):
+    """Transition matrices T_0, T_1 of the Daubechies filter D2N restricted to their common invariant
+    subspace W = {x : Σ_j j^k x_j = 0, k < N} (basis: N-th finite differences, a non-orthogonal basis).
+
+    Filter: m_0(ξ) = ((1 + e^{-iξ})/2)^N L(ξ), |L|² = Σ_{k<N} C(N-1+k, k) sin^{2k}(ξ/2), minimum phase
+    (Daubechies, Ten Lectures on Wavelets, 1992, Sec. 6.1), coefficients c_k with Σ c_k = 2;
+    (T_ε)_{ij} = c_{2i-j+ε-1}.  The Hölder exponent of the scaling function is -log2 JSR(T|_W)
+    (Daubechies & Lagarias, SIAM J. Math. Anal. 23, 1992; Guglielmi & Protasov, "Invariant polytopes
+    of linear operators with applications to regularity of wavelets and of subdivisions", SIAM J.
+    Matrix Anal. Appl. 37, 2016): D6 1.0878, D8 1.6179, D10 1.9690.
+    """
+    from numpy.polynomial import polynomial as Pn
+
+    q = np.zeros(2 * N - 1)
+    y = np.array([-0.25, 0.5, -0.25])  # z·sin²(ξ/2) with z = e^{-iξ}
+    for k in range(N):
+        term = np.array([1.0])
+        for _ in range(k):
+            term = Pn.polymul(term, y)
+        term = np.concatenate([np.zeros(N - 1 - k), term])
+        q[:len(term)] += math.comb(N - 1 + k, k) * term
+    L = np.array([1.0 + 0j])
+    for r in Pn.polyroots(q):
+        if abs(r) < 1:
+            L = Pn.polymul(L, np.array([-r, 1.0]))
+    L = np.real(L) / np.real(Pn.polyval(1.0, L))
+    c = L
+    for _ in range(N):
+        c = Pn.polymul(c, np.array([0.5, 0.5]))
+    c = 2 * c
+    m = 2 * N - 1
+    T = np.zeros((2, m, m))
+    for e in range(2):
+        for i in range(m):
+            for j in range(m):
+                k = 2 * (i + 1) - (j + 1) + e - 1
+                if 0 <= k < len(c):
+                    T[e, i, j] = c[k]
+    D = np.zeros((m, N - 1))
+    for j in range(N - 1):
+        for k in range(N + 1):
+            D[j + k, j] = (-1) ** k * math.comb(N, k)
+    return np.array([np.linalg.lstsq(D, t @ D, rcond=None)[0] for t in T])
+
+
+@pytest.mark.parametrize("N,holder", [(3, 1.0878), (4, 1.6179), (5, 1.9690)])
+def test_daubechies_families_are_exact(N, holder):
+    A = daubechies_family(N)
+    res = jsr(A, time_limit=30)
+    assert res.exact and "rational" in res.upper_method
+    assert res.upper <= res.lower * (1 + 1e-9)
+    assert -math.log2(res.lower) == pytest.approx(holder, abs=1e-4)
+    check_certificate(A, res)
