@@ -47,10 +47,10 @@ from ._distances import CertifiedDistance, distance, gap, hausdorff, project
 from ._fixed_set import FixedSetIteration, fixed_set, fixed_set_iteration
 from ._invariant_polytope import InvariantPolytope, invariant_polytope, verify_polytope
 from ._jsr import JSRResult, exact_eigenvalues, exact_product, jsr, symmetric_lift, word_product
+from ._limits import ImplicitSet, LimitComparison, compare_limits, implicit_set
 from ._nilpotent import NilpotencyCertificate, is_jointly_nilpotent, nilpotency_index
 from ._reducibility import BlockCertificate, BlockTriangularization, block_triangularize
 from ._sos import SOSCertificate, sos_jsr_bound
-from ._limits import ImplicitSet, LimitComparison, compare_limits, implicit_set
 from ._sweep import SweepResult, load_sweep, sweep
 
 __all__ = [
