@@ -55,6 +55,7 @@ from scipy.optimize import linprog
 
 from conservative._qp import ldexp_up, pow2_exponent
 
+from ._cone_polytope import cone_polytope_unit
 from ._contraction import as_square_family, normalized_family
 from ._polytope_certificate import float_bound, l1_member, rational_bound
 from ._validate import check_count, check_time_limit, check_tolerance
@@ -112,6 +113,9 @@ class InvariantPolytope:
     ``check`` names the re-check behind ``bound``: ``"rational"`` (exact arithmetic), or
     ``"float ..."`` (floating point with a rounding margin, when the rational check was skipped);
     ``rational_bound`` / ``float_bound`` are the two values (``inf`` when not computed).
+    ``kind``: ``"symmetric"`` — the polytope is absconv(vertices), its norm the Minkowski
+    functional min{‖c‖₁ : Σ c_j v_j = x}; ``"cone"`` (nonnegative families) — the positive
+    polytope co₋(vertices), norm min{Σc : c ≥ 0, Σ c_j v_j ≥ |x|} (see ``_cone_polytope``).
     """
 
     word: tuple
@@ -125,6 +129,7 @@ class InvariantPolytope:
     check: str = ""
     rational_bound: float = math.inf
     float_bound: float = math.inf
+    kind: str = "symmetric"
 
     @property
     def exact(self) -> bool:
@@ -134,7 +139,7 @@ class InvariantPolytope:
     def __repr__(self) -> str:
         if not self.success:
             return f"InvariantPolytope(word={self.word}, failed: {self.reason})"
-        return (f"InvariantPolytope(word={self.word}, {len(self.vertices)} vertices, "
+        return (f"InvariantPolytope({self.kind}, word={self.word}, {len(self.vertices)} vertices, "
                 f"ρ̂ = {self.rho_hat:.15g}, certified bound {self.bound:.15g}, {self.check} check)")
 
 
@@ -165,7 +170,8 @@ def verify_polytope(family, vertices, rho) -> float:
 
 
 def invariant_polytope(A: np.ndarray, word, *, max_vertices: int = 400, accept: float = 1e-10,
-                       time_limit: float | None = None, exact_check: bool = True) -> InvariantPolytope:
+                       time_limit: float | None = None, exact_check: bool = True,
+                       kind: str = "symmetric") -> InvariantPolytope:
     """Try to build a balanced invariant polytope for A/ρ̂ from the leading eigenvector of A_word.
 
     ``word``: a word (sequence of member indices), or a list of candidate words, which are then
@@ -174,12 +180,18 @@ def invariant_polytope(A: np.ndarray, word, *, max_vertices: int = 400, accept: 
     accounts for the excess exactly, so this only trades polytope size against tightness).
     ``time_limit`` (seconds, optional): stop and report failure (``timed_out``) when exceeded.
     ``exact_check``: run the rational re-check (when the polytope is small enough).
+    ``kind``: ``"symmetric"`` (balanced polytope absconv V) or ``"cone"`` (positive polytope, for
+    entrywise nonnegative families; always re-checked in rational arithmetic).
     """
     A = as_square_family(A)
     max_vertices = check_count(max_vertices, "max_vertices")
     accept = check_tolerance(accept, "accept", positive=False)
     if not isinstance(exact_check, (bool, np.bool_)):
         raise TypeError(f"exact_check: expected a bool, got {type(exact_check).__name__}")
+    if kind not in ("symmetric", "cone"):
+        raise ValueError(f"kind: expected 'symmetric' or 'cone', got {kind!r}")
+    if kind == "cone" and np.any(A < 0):
+        raise ValueError("kind='cone' needs an entrywise nonnegative family (a member has a negative entry)")
     deadline = None if time_limit is None else time.monotonic() + check_time_limit(time_limit)
     try:
         several = len(word) > 0 and not isinstance(word[0], (int, np.integer))
@@ -190,7 +202,7 @@ def invariant_polytope(A: np.ndarray, word, *, max_vertices: int = 400, accept: 
         if not w or any(not 0 <= i < len(A) for i in w):
             raise ValueError(f"word: expected a non-empty sequence of indices in [0, {len(A)}), got {w}")
     An, e, loss = normalized_family(A)
-    poly = _invariant_polytope_unit(An, words, max_vertices, accept, deadline, exact_check)
+    poly = _invariant_polytope_unit(An, words, max_vertices, accept, deadline, exact_check, kind)
     if e == 0 and loss == 0:
         return poly
     if loss > 0 and np.isfinite(poly.bound):  # the normalized family is not exactly the data
@@ -318,7 +330,8 @@ def _prune(V, keep_first):
     return V[sorted(keep)]
 
 
-def _invariant_polytope_unit(A, words, max_vertices, accept, deadline, exact_check=True) -> InvariantPolytope:
+def _invariant_polytope_unit(A, words, max_vertices, accept, deadline, exact_check=True,
+                             kind="symmetric") -> InvariantPolytope:
     """``invariant_polytope`` on a normalized family (entries ≤ 1).  ``words``: one word (a tuple
     of ints) or several candidate words; several are balanced (see ``_balance``)."""
     n = A.shape[1]
@@ -340,6 +353,8 @@ def _invariant_polytope_unit(A, words, max_vertices, accept, deadline, exact_che
     At = A / rho_hat
     orbits = [_orbit(At, w, c[2], c[3]) for w, c in best]
     alpha, balanced = _balance(At, orbits)
+    if kind == "cone":
+        return _cone(A, At, word, words, rho_hat, orbits, alpha, max_vertices, accept, deadline)
     verts = []
     for a, (vs, _) in zip(alpha, orbits):
         for u in vs:
@@ -387,3 +402,22 @@ def _invariant_polytope_unit(A, words, max_vertices, accept, deadline, exact_che
     return InvariantPolytope(word, rho_hat, V, min(fbound, qbound), True, words=words, check=check,
                              rational_bound=qbound, float_bound=fbound)
 
+
+
+def _cone(A, At, word, words, rho_hat, orbits, alpha, max_vertices, accept, deadline) -> InvariantPolytope:
+    """The cone-polytope branch of ``_invariant_polytope_unit`` (nonnegative families)."""
+    n = A.shape[1]
+    start = []
+    for a, (vs, _) in zip(alpha, orbits):
+        for u in vs:
+            u = u if u.sum() >= 0 else -u
+            if np.any(u < -1e-12 * np.abs(u).max()):
+                return InvariantPolytope(word, rho_hat, np.zeros((0, n)), np.inf, False,
+                                         "leading eigenvector is not nonnegative: no cone polytope", words=words,
+                                         kind="cone")
+            start.append(a * np.maximum(u, 0.0))
+    V, bound, reason, timed_out = cone_polytope_unit(A, start, rho_hat, At, max_vertices, accept, deadline)
+    if not np.isfinite(bound):
+        return InvariantPolytope(word, rho_hat, V, np.inf, False, reason, timed_out, words=words, kind="cone")
+    return InvariantPolytope(word, rho_hat, V, bound, True, words=words, check="rational", rational_bound=bound,
+                             kind="cone")

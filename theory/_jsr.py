@@ -22,7 +22,9 @@ heavy-ball fails", Vaiter 2023) has JSR > 1 because M1 M1 M2 M2 has eigenvalue -
   ellipsoid*, a quadratic form on the lift, which is weaker than the sum-of-squares bound of the
   same degree (it fixes the Gram matrix of γ^{2d}p − p∘A_i, see ``_sos``); (iii) an invariant
   polytope of Guglielmi & Protasov built from the best products (balanced when several are
-  optimal), which, when it closes and passes its exact re-check, proves upper = lower;
+  optimal), which, when it closes and passes its exact re-check, proves upper = lower; for
+  entrywise nonnegative families a positive (cone) polytope is tried when the balanced one fails
+  (``InvariantPolytope.kind`` says which norm the certificate defines);
   (iv) optionally (``sos_degrees``) the true sum-of-squares bounds of Parrilo & Jadbabaie 2008
   (``sos_jsr_bound``), re-verified after every solve.
 
@@ -421,17 +423,19 @@ def jsr(family, *, tol: float = 1e-6, max_length: int = 24, max_products: int = 
         ranked = sorted(candidates.items(), key=lambda t: (-t[1], len(t[0])))
         ranked = [(w, lval) for w, lval in ranked if _exp(lval + shift) >= lower * (1 - 1e-9)]
         group = [w for w, _ in ranked[:8]]
-        attempts = ([group] if len(group) > 1 else []) + [[w] for w in group[:3]]
-        for ws in attempts:
+        attempts = [(ws, "symmetric") for ws in ([group] if len(group) > 1 else []) + [[w] for w in group[:3]]]
+        if group and not np.any(An < 0):  # nonnegative family: positive (cone) polytopes as a fallback
+            attempts.append((group, "cone"))
+        for ws, kind in attempts:
             if time.monotonic() > deadline:
                 cut.append("invariant polytope (not started)")
                 break
-            poly = _invariant_polytope_unit(An, ws, max_polytope_vertices, 1e-10, stage_deadline(0.6))
+            poly = _invariant_polytope_unit(An, ws, max_polytope_vertices, 1e-10, stage_deadline(0.6), kind=kind)
             label = ws[0] if len(ws) == 1 else tuple(ws)
             if poly.timed_out:
                 cut.append(f"invariant polytope from word {label}")
-            bounds[f"invariant polytope from word{'s' if len(ws) > 1 else ''} {label}"] = (
-                poly.bound if poly.success else poly.reason)
+            bounds[f"{'cone ' if kind == 'cone' else ''}invariant polytope from word{'s' if len(ws) > 1 else ''} "
+                   f"{label}"] = (poly.bound if poly.success else poly.reason)
             if poly.success:
                 if poly.rho_hat >= lower:
                     lower, word = poly.rho_hat, tuple(poly.word)
@@ -439,8 +443,8 @@ def jsr(family, *, tol: float = 1e-6, max_length: int = 24, max_products: int = 
                 proves = poly.bound <= lower * (1 + 1e-9) and poly.check != "rational check failed"
                 if proves or poly.bound < upper:
                     upper = max(min(upper, poly.bound), lower)
-                    best_method = ("invariant polytope (Guglielmi-Protasov" + (", balanced" if len(poly.words) > 1
-                                                                               else "") + f", {poly.check} check)")
+                    best_method = (("cone " if kind == "cone" else "") + "invariant polytope (Guglielmi-Protasov"
+                                   + (", balanced" if len(poly.words) > 1 else "") + f", {poly.check} check)")
                     best_cert = poly
                     exact = proves
                     break

@@ -99,3 +99,28 @@ def test_tight_tolerances_keep_the_golden_polytope_small():
     for i in range(len(V)):
         for j in range(i):
             assert min(np.abs(V[i] - V[j]).max(), np.abs(V[i] + V[j]).max()) > 1e-9
+
+
+def test_cone_polytope_for_nonnegative_families():
+    # golden pair (nonnegative): the positive polytope needs only the Perron orbit
+    G = np.array([[[1.0, 1.0], [0.0, 1.0]], [[1.0, 0.0], [1.0, 1.0]]])
+    poly = invariant_polytope(G, (0, 1), kind="cone")
+    assert poly.kind == "cone" and poly.exact and len(poly.vertices) == 2
+    assert poly.rho_hat == pytest.approx((1 + 5**0.5) / 2, rel=1e-14)
+    A = np.random.default_rng(0).random((2, 8, 8))
+    rho = [np.abs(np.linalg.eigvals(a)).max() for a in A]
+    w = (int(np.argmax(rho)),)
+    cone = invariant_polytope(A, w, kind="cone")
+    sym = invariant_polytope(A, w)
+    assert cone.exact and sym.exact and len(cone.vertices) < len(sym.vertices)
+    # a cone certificate is a true norm bound: every product's spectral radius stays below it
+    for word in [(0, 1), (1, 1, 0), (0, 0, 1, 1)]:
+        P = np.linalg.multi_dot([A[i] for i in word])
+        assert np.abs(np.linalg.eigvals(P)).max() ** (1 / len(word)) <= cone.bound * (1 + 1e-12)
+
+
+def test_cone_kind_needs_a_nonnegative_family():
+    with pytest.raises(ValueError, match="nonnegative"):
+        invariant_polytope([M1, M2], (0,), kind="cone")
+    with pytest.raises(ValueError, match="kind"):
+        invariant_polytope([M1, M2], (0,), kind="elliptic")

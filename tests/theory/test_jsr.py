@@ -202,3 +202,10 @@ def test_daubechies_families_are_exact(N, holder):
     assert res.upper <= res.lower * (1 + 1e-9)
     assert -math.log2(res.lower) == pytest.approx(holder, abs=1e-4)
     check_certificate(A, res)
+
+
+def test_nonnegative_family_falls_back_to_a_cone_polytope():
+    A = np.random.default_rng(3).random((3, 10, 10))
+    res = jsr(A, max_polytope_vertices=40, time_limit=30)  # too few vertices for the balanced polytope
+    assert res.exact and "cone" in res.upper_method and res.upper_certificate.kind == "cone"
+    check_certificate(A, res)
