@@ -38,10 +38,11 @@ renormalized by powers of two at every factor, so that neither long words nor fa
 extreme scale over- or underflow; ``rho_hat`` and ``bound`` are scaled back (the bound rounded
 upward).  ``vertices`` describe the polytope of A/ρ̂, which does not depend on the scale.
 
-Only *real* leading eigenvalues that are strictly dominant in modulus are supported: a complex
-leading eigenvalue needs a complex (elliptic) polytope, and nonnegative families would be better
-served by cone (positive) polytopes; neither is implemented.  Such candidates are rejected with
-an explanatory ``reason`` and the caller falls back to the other upper bounds.
+A complex leading eigenvalue (strictly dominant up to its conjugate) gets a complex polytope
+(``_complex_polytope``, ``kind = "complex"``, re-checked in floating point with a margin); for
+entrywise nonnegative families ``kind="cone"`` builds positive polytopes (``_cone_polytope``).
+Leading eigenvalues that are not strictly dominant are rejected with an explanatory ``reason``
+and the caller falls back to the other upper bounds.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ from scipy.optimize import linprog
 
 from conservative._qp import ldexp_up, pow2_exponent
 
+from ._complex_polytope import complex_polytope_unit
 from ._cone_polytope import cone_polytope_unit
 from ._contraction import as_square_family, normalized_family
 from ._polytope_certificate import float_bound, l1_member, rational_bound
@@ -114,7 +116,9 @@ class InvariantPolytope:
     ``"float ..."`` (floating point with a rounding margin, when the rational check was skipped);
     ``rational_bound`` / ``float_bound`` are the two values (``inf`` when not computed).
     ``kind``: ``"symmetric"`` — the polytope is absconv(vertices), its norm the Minkowski
-    functional min{‖c‖₁ : Σ c_j v_j = x}; ``"cone"`` (nonnegative families) — the positive
+    functional min{‖c‖₁ : Σ c_j v_j = x}; ``"complex"`` — complex vertices (n-vectors of
+    complex numbers), 𝒫 = absconv_ℂ(vertices), norm min{Σ|c_j| : c ∈ ℂᴺ, Σ c_j v_j = x}, used
+    when the leading eigenvalue is complex (see ``_complex_polytope``); ``"cone"`` (nonnegative families) — the positive
     polytope co₋(vertices), norm min{Σc : c ≥ 0, Σ c_j v_j ≥ |x|} (see ``_cone_polytope``).
     """
 
@@ -220,6 +224,10 @@ def scale_polytope(poly: InvariantPolytope, e: int) -> InvariantPolytope:
                    rational_bound=up(poly.rational_bound), float_bound=up(poly.float_bound))
 
 
+_COMPLEX = "leading eigenvalue is complex"
+_COMPLEX_MAX_VERTICES = 60
+
+
 def _candidate(A, word):
     """(ρ̂, λ/|λ|, Q, leading eigenvector, left eigenvector, reason) for the product A_word."""
     Q, k = scaled_word_product(A, word)
@@ -231,8 +239,7 @@ def _candidate(A, word):
         return 0.0, None, None, None, "the product is nilpotent"
     rho_hat = math.exp((math.log(rho_q) + k * math.log(2.0)) / len(word))
     if abs(lam.imag) > 1e-12 * rho_q:
-        return rho_hat, None, None, None, ("leading eigenvalue is complex: needs a complex (elliptic) polytope, "
-                                           "not supported")
+        return rho_hat, None, None, None, _COMPLEX
     if A.shape[1] > 1 and abs(ev[order[1]]) > rho_q * (1 - 1e-9):
         return rho_hat, None, None, None, "leading eigenvalue is not strictly dominant in modulus"
     v = np.real(evec[:, order[0]])
@@ -346,6 +353,8 @@ def _invariant_polytope_unit(A, words, max_vertices, accept, deadline, exact_che
     # keep the candidates that reach ρ̂ (to 1e-9): the others cannot be spectrum-maximizing
     best = [(w, c) for w, c in zip(words, cands) if c[0] >= rho_hat * (1 - 1e-9)]
     bad = [c[4] for _, c in best if c[4]]
+    if bad and bad[0] == _COMPLEX and kind == "symmetric":
+        return _complex(A, best[0][0], tuple(w for w, _ in best), rho_hat, max_vertices, accept, deadline)
     if bad:
         return InvariantPolytope(best[0][0], rho_hat, np.zeros((0, n)), np.inf, False, bad[0], words=tuple(words))
     word = max(best, key=lambda t: t[1][0])[0]
@@ -421,3 +430,31 @@ def _cone(A, At, word, words, rho_hat, orbits, alpha, max_vertices, accept, dead
         return InvariantPolytope(word, rho_hat, V, np.inf, False, reason, timed_out, words=words, kind="cone")
     return InvariantPolytope(word, rho_hat, V, bound, True, words=words, check="rational", rational_bound=bound,
                              kind="cone")
+
+
+def _complex(A, word, words, rho_hat, max_vertices, accept, deadline) -> InvariantPolytope:
+    """The complex-polytope branch (see ``_complex_polytope``) for a complex leading eigenvalue."""
+    n = A.shape[1]
+    Q, _ = scaled_word_product(A, word)
+    ev, evec = np.linalg.eig(Q)
+    order = np.argsort(-np.abs(ev))
+    rho_q = float(abs(ev[order[0]]))
+    # the conjugate pair shares the modulus; every other eigenvalue must be strictly smaller
+    if n > 2 and abs(ev[order[2]]) > rho_q * (1 - 1e-9):
+        return InvariantPolytope(word, rho_hat, np.zeros((0, n)), np.inf, False,
+                                 "complex leading eigenvalue pair is not strictly dominant in modulus", words=words,
+                                 kind="complex")
+    v = evec[:, order[0]]
+    v = v / np.linalg.norm(v)
+    At = A / rho_hat
+    start, u = [v], v
+    for i in reversed(word[1:]):
+        u = At[i] @ u
+        start.append(u)
+    # each membership test is an SOCP (tens of ms): the vertex count is capped lower than for LPs
+    cap = min(max_vertices, _COMPLEX_MAX_VERTICES)
+    V, bound, reason, timed_out = complex_polytope_unit(A, start, rho_hat, At, cap, accept, deadline)
+    if not np.isfinite(bound):
+        return InvariantPolytope(word, rho_hat, V, np.inf, False, reason, timed_out, words=words, kind="complex")
+    return InvariantPolytope(word, rho_hat, V, bound, True, words=words, check="float (complex polytope)",
+                             float_bound=bound, kind="complex")

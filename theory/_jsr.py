@@ -24,7 +24,8 @@ heavy-ball fails", Vaiter 2023) has JSR > 1 because M1 M1 M2 M2 has eigenvalue -
   polytope of Guglielmi & Protasov built from the best products (balanced when several are
   optimal), which, when it closes and passes its exact re-check, proves upper = lower; for
   entrywise nonnegative families a positive (cone) polytope is tried when the balanced one fails
-  (``InvariantPolytope.kind`` says which norm the certificate defines);
+  (``InvariantPolytope.kind`` says which norm the certificate defines), and a complex leading
+  eigenvalue gets a complex polytope (``kind = "complex"``, complex vertices);
   (iv) optionally (``sos_degrees``) the true sum-of-squares bounds of Parrilo & Jadbabaie 2008
   (``sos_jsr_bound``), re-verified after every solve.
 
@@ -443,7 +444,8 @@ def jsr(family, *, tol: float = 1e-6, max_length: int = 24, max_products: int = 
                 proves = poly.bound <= lower * (1 + 1e-9) and poly.check != "rational check failed"
                 if proves or poly.bound < upper:
                     upper = max(min(upper, poly.bound), lower)
-                    best_method = (("cone " if kind == "cone" else "") + "invariant polytope (Guglielmi-Protasov"
+                    prefix = "" if poly.kind == "symmetric" else poly.kind + " "
+                    best_method = (prefix + "invariant polytope (Guglielmi-Protasov"
                                    + (", balanced" if len(poly.words) > 1 else "") + f", {poly.check} check)")
                     best_cert = poly
                     exact = proves

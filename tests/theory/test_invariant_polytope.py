@@ -37,10 +37,20 @@ def test_non_maximizing_word_fails_honestly():
     assert poly.bound == np.inf
 
 
-def test_complex_leading_eigenvalue_is_not_supported():
+def test_complex_leading_eigenvalue_gets_a_complex_polytope():
+    # 0.9·rotation: JSR = 0.9; the eigenvector v and v̄ span absconv_ℂ, which the rotation maps onto itself
     rot = 0.9 * np.array([[np.cos(1.0), -np.sin(1.0)], [np.sin(1.0), np.cos(1.0)]])
     poly = invariant_polytope([rot], (0,))
-    assert not poly.success and "complex" in poly.reason
+    assert poly.success and poly.kind == "complex" and np.iscomplexobj(poly.vertices)
+    assert poly.rho_hat == pytest.approx(0.9, rel=1e-14)
+    assert 0.9 * (1 - 1e-15) <= poly.bound <= 0.9 * (1 + 1e-9)
+    # with a non-rotating second member the bound stays a true bound: above every product's radius
+    B = np.array([[0.3, 0.8], [-0.2, 0.1]])
+    poly = invariant_polytope([rot, B], (0,))
+    assert poly.success
+    for w in [(1,), (0, 1), (0, 0, 1), (0, 1, 1)]:
+        P = np.linalg.multi_dot([[rot, B][i] for i in w] + [np.eye(2)])
+        assert np.abs(np.linalg.eigvals(P)).max() ** (1 / len(w)) <= poly.bound * (1 + 1e-12)
 
 
 def test_bad_word():

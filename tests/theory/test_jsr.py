@@ -209,3 +209,17 @@ def test_nonnegative_family_falls_back_to_a_cone_polytope():
     res = jsr(A, max_polytope_vertices=40, time_limit=30)  # too few vertices for the balanced polytope
     assert res.exact and "cone" in res.upper_method and res.upper_certificate.kind == "cone"
     check_certificate(A, res)
+
+
+def test_complex_leading_eigenvalue_is_proved_exact_by_a_complex_polytope():
+    rng = np.random.default_rng(7)
+    rot = np.array([[np.cos(1.0), -np.sin(1.0), 0], [np.sin(1.0), np.cos(1.0), 0], [0, 0, 0.3]])
+    A = [rot, rot + 0.3 * rng.standard_normal((3, 3))]
+    res = jsr(A, time_limit=30)
+    w = res.certificate
+    ev = np.linalg.eigvals(word_product(np.array(A), w))
+    assert abs(ev[np.argmax(np.abs(ev))].imag) > 1e-3  # the spectrum-maximizing product rotates
+    assert res.exact and res.upper_certificate.kind == "complex"
+    assert res.upper <= res.lower * (1 + 1e-9)
+    assert res.upper >= brute_force(np.array(A), 6) * (1 - 1e-12)
+    check_certificate(A, res)
