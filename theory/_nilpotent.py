@@ -70,7 +70,14 @@ def nilpotency_index(family) -> NilpotencyCertificate | None:
         return NilpotencyCertificate(1, (n, 0))
     if s[-1] > 1e3 * n * k * _EPS * s[0]:
         return None
+    # every product of a nilpotent family is nilpotent, so tr(A_i) = tr(A_i²) = 0 exactly
+    for a in A:
+        if sum(Fraction(float(a[i, i])) for i in range(n)) != 0:
+            return None
     Aq = [[[Fraction(float(x)) for x in row] for row in a] for a in A]
+    for a in Aq:
+        if sum((a[i][j] * a[j][i] for i in range(n) for j in range(n) if a[i][j] and a[j][i]), Fraction(0)) != 0:
+            return None
     basis = [[Fraction(int(i == j)) for j in range(n)] for i in range(n)]
     dims = [n]
     for _ in range(n):
