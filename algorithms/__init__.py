@@ -6,6 +6,8 @@ parameters live in one pytree ``theta``; the differentiation strategies consume 
 without knowing the algorithm.
 """
 
+from conservative._version import __version__
+
 # --- iteration maps of first-order methods, problems, prox operators and projections ---
 from ._first_order import admm, douglas_rachford, forward_backward, gradient_descent
 from ._momentum import heavy_ball, nesterov, phase_state

@@ -15,6 +15,7 @@ from ._jacobian import JumpError, NoRuleError, jacobian, register_smooth, value_
 from ._lexicographic import AmbiguousTieError, directional_derivative, ld_derivative, lexicographic_jacobian
 from ._matrix_set import DEFAULT_MAX_VERTICES, MatrixSet, SetTooLargeError, as_matrix_stack
 from ._piggyback import PiggybackResult, PiggybackVJPResult, piggyback, piggyback_vjp
+from ._version import __version__
 
 __all__ = [
     "MatrixSet",

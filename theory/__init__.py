@@ -28,6 +28,8 @@ Every bound printed is a bound for the computed data: solver outputs are re-chec
 and enlarged by a rounding margin; see each function's docstring for the mathematics.
 """
 
+from conservative._version import __version__
+
 from ._bounds import (
     estimator_error_bounds,
     implicit_error_bound_one_step_paper,
