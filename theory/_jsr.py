@@ -81,7 +81,10 @@ class JSRResult:
     ``NilpotencyCertificate`` for JSR = 0, or a ``BlockCertificate`` holding one ``JSRResult``
     per diagonal block), for the normalized family family / 2**``scale_exponent``.  ``exact`` is
     True when upper = lower is proved up to the certificate's rounding margin (relative 1e-9):
-    by an invariant polytope that passed its re-check, by nilpotency (JSR = 0), by a 1×1 family,
+    by an invariant polytope that passed its re-check (``upper_certificate.check``: exact rational
+    arithmetic, or floating point with a rounding margin for complex polytopes and polytopes too
+    large for the rational check; a polytope the rational check rejected never counts), by
+    nilpotency (JSR = 0), by a 1×1 family,
     or by the diagonal blocks of a block-triangular family.  ``cut`` names the stages that
     ``time_limit`` stopped or skipped (empty when none was).
     """
