@@ -242,7 +242,8 @@ def run(out_dir="out", quick=False, seed=0) -> dict:
         "jsr_lower_bound_from_word": rho_word,
         "jsr_lower": jsr.lower,
         "jsr_upper": jsr.upper,
-        "jsr_certificate_word": [int(i) + 1 for i in jsr.certificate],
+        # 0-based indices into [M1, M2], the convention of theory.JSRResult.certificate
+        "jsr_certificate_word": [int(i) for i in jsr.certificate],
         "jsr_summary": repr(jsr),
         "gradient_descent_family_jsr_upper": gd_jsr.upper,
         "jax_jacfwd_element": jax_element,
@@ -287,9 +288,11 @@ def main(argv=None):
     print(f"  (c) M1 M1 M2 M2 = {s['M1M1M2M2_exact']} has eigenvalues {s['M1M1M2M2_eigenvalues_exact']} (exact, sympy)")
     print(f"      -9/8 verified: {s['eigenvalue_minus_9_8_verified']}; "
           f"JSR ≥ (9/8)^(1/4) = {s['jsr_lower_bound_from_word']:.6f} > 1")
+    word = s["jsr_certificate_word"]
     print(f"      theory.jsr: {s['jsr_lower']:.10f} ≤ JSR ≤ {s['jsr_upper']:.10f}, lower bound from the word "
-          f"{''.join('M%d' % i for i in s['jsr_certificate_word'])}")
-    print(f"      jax.jacfwd returns {s['jax_jacfwd_element'].tolist()} = vertex M{s['jax_element_is_vertex']}")
+          f"{tuple(word)} (0-based indices into [M1, M2]) = {' '.join('M%d' % (i + 1) for i in word)}")
+    print(f"      jax.jacfwd returns {s['jax_jacfwd_element'].tolist()} = vertex "
+          f"{', '.join('M%d' % i for i in s['jax_element_is_vertex'])}")
     a = s["alternating_programs"]
     print("  (d) set-valued piggyback at the fixed point: diam 𝒥_k grows at the fitted rate "
           f"{s['piggyback_heavy_ball_fitted_rate']:.6f} per step"

@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import theory
+
 ROOT = Path(__file__).resolve().parents[2]
 EPS = np.finfo(np.float64).eps
 
@@ -38,6 +40,13 @@ def test_heavy_ball_quick(tmp_path, assert_run_record):
     assert "-9/8" in data["M1M1M2M2_eigenvalues_exact"]
     # (the bracket closes to ~1e-13 relative: lower ≤ upper up to round-off)
     assert data["jsr_lower"] > 1.0 and data["jsr_lower"] <= data["jsr_upper"] * (1 + 64 * EPS)
+    # the word of the lower bound is 0-based (theory.JSRResult.certificate's convention) and its product's
+    # spectral radius gives the lower bound
+    word = data["jsr_certificate_word"]
+    assert set(word) == {0, 1}
+    P = theory.word_product(np.array([data["M1"], data["M2"]]), word)
+    rho = max(abs(np.linalg.eigvals(P))) ** (1 / len(word))
+    assert abs(rho - data["jsr_lower"]) <= max(1e-12 * data["jsr_lower"], 64 * EPS)
     # jax.jacfwd picks one vertex
     assert data["jax_element_is_vertex"] in ([1], [2])
     # (d) set-valued piggyback: JAX's element in the set; diameters grow for heavy-ball
