@@ -10,7 +10,8 @@
 * ``piggyback``: the set-valued piggyback recursion along the iterates of x_{k+1} = F(x_k, θ).
 """
 
-from ._clarke import clarke_jacobian
+from ._audit import ADAudit, AuditedElement, audit_ad
+from ._clarke import ClarkeSet, clarke_jacobian
 from ._jacobian import JumpError, NoRuleError, jacobian, register_smooth, value_and_jacobian
 from ._lexicographic import AmbiguousTieError, directional_derivative, ld_derivative, lexicographic_jacobian
 from ._matrix_set import DEFAULT_MAX_VERTICES, MatrixSet, SetTooLargeError, as_matrix_stack
@@ -36,4 +37,8 @@ __all__ = [
     "ld_derivative",
     "lexicographic_jacobian",
     "AmbiguousTieError",
+    "ClarkeSet",
+    "audit_ad",
+    "ADAudit",
+    "AuditedElement",
 ]

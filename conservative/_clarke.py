@@ -31,7 +31,11 @@ For programs with nonlinear smooth pieces (exp, products of varying values, ...)
 proves a pattern active; a pattern with t* = 0 is pruned only when the closed cone
 {d : s_i g_i·d ≥ 0} is {0} (checked with 2n LPs: then the pattern fails at first order in every
 direction).  Otherwise its activity is decided by higher-order terms, which this method does not
-compute: ``NotImplementedError`` is raised (never a set smaller than the Clarke Jacobian).  A tie
+compute: by default ``NotImplementedError`` is raised; with ``undecided="outer"`` the pattern is
+kept (with all its completions) and the result is an outer approximation flagged ``exact=False``:
+every pattern's Jacobian lies in the program's conservative set, so the result stays between the
+two, ∂ᶜf(x) ⊆ result ⊆ conv ``conservative.jacobian(f)(x)``, never smaller than the Clarke
+Jacobian.  A tie
 that is also tied in its gradient (x² vs 0 at 0) is "equal" for affine quantities (exact) and
 raises ``AmbiguousTieError`` for non-affine ones when the result depends on it.  Values are tied
 when exactly equal (as in ``conservative.jacobian`` with ``tol=0``).
@@ -52,10 +56,50 @@ from scipy.optimize import linprog
 from ._lexicographic import _Program
 from ._matrix_set import MatrixSet, SetTooLargeError
 
-__all__ = ["clarke_jacobian", "DEFAULT_MAX_PATTERNS"]
+__all__ = ["clarke_jacobian", "ClarkeSet", "DEFAULT_MAX_PATTERNS"]
 
 DEFAULT_MAX_PATTERNS = 4096
 _HIGHS = {"primal_feasibility_tolerance": 1e-10, "dual_feasibility_tolerance": 1e-10}
+
+
+class ClarkeSet(MatrixSet):
+    """The ``MatrixSet`` returned by ``clarke_jacobian``, with what is known about it.
+
+    * ``exact``: True when the set *is* the Clarke Jacobian ∂ᶜf(x) (every pattern was decided);
+      False when undecided patterns were kept (``undecided="outer"``): then it is an outer
+      approximation, ∂ᶜf(x) ⊆ set ⊆ conv ``conservative.jacobian(f)(x)``.
+    * ``undecided``: the number of choice patterns (nodes of the search) kept without a proof of
+      essential activity.
+    * ``patterns``: the number of complete patterns whose Jacobians span the set.
+
+    Sets derived from it by set operations report ``exact=False`` (they are not Clarke Jacobians).
+    """
+
+    __slots__ = ("_exact", "_undecided", "_patterns")
+
+    @classmethod
+    def _make(cls, generators, *, exact: bool, undecided: int, patterns: int) -> ClarkeSet:
+        obj = cls(generators)
+        object.__setattr__(obj, "_exact", bool(exact))
+        object.__setattr__(obj, "_undecided", int(undecided))
+        object.__setattr__(obj, "_patterns", int(patterns))
+        return obj
+
+    @property
+    def exact(self) -> bool:
+        return bool(getattr(self, "_exact", False))
+
+    @property
+    def undecided(self) -> int:
+        return int(getattr(self, "_undecided", 0))
+
+    @property
+    def patterns(self) -> int:
+        return int(getattr(self, "_patterns", 0))
+
+    def __repr__(self) -> str:
+        what = "exact" if self.exact else f"outer approximation, {self.undecided} undecided patterns kept"
+        return f"ClarkeSet({MatrixSet.__repr__(self)}, {what})"
 
 
 class _Branch(Exception):
@@ -126,7 +170,8 @@ def _cone_is_zero(rows, margin):
     return True
 
 
-def clarke_jacobian(fun, argnums=0, *, max_patterns: int = DEFAULT_MAX_PATTERNS, margin: float = 1e-8):
+def clarke_jacobian(fun, argnums=0, *, max_patterns: int = DEFAULT_MAX_PATTERNS, margin: float = 1e-8,
+                    undecided: str = "raise"):
     """The Clarke Jacobian ∂ᶜf(x) of a piecewise-smooth program, as a ``MatrixSet``.
 
     ``clarke_jacobian(fun, argnums)(*args)``: rows and columns flattened as in
@@ -140,8 +185,14 @@ def clarke_jacobian(fun, argnums=0, *, max_patterns: int = DEFAULT_MAX_PATTERNS,
     * ``margin``: a pattern is essentially active when its LP margin t* exceeds it (the
       realizing cone contains a ball of that radius in the unit ∞-box, rows normalized).
 
+    * ``undecided``: what to do with a pattern whose activity needs higher-order terms:
+      ``"raise"`` (default, ``NotImplementedError``) or ``"outer"`` (keep it: the result has
+      ``exact=False`` and contains the Clarke Jacobian).
+
+    Returns a ``ClarkeSet`` (a ``MatrixSet`` with ``.exact``, ``.undecided``, ``.patterns``).
     Exact for piecewise-affine programs and for piecewise-smooth programs decided at first
-    order; ``NotImplementedError`` where a pattern's activity needs higher-order terms,
+    order; ``NotImplementedError`` (or the flagged outer set) where a pattern's activity needs
+    higher-order terms,
     ``AmbiguousTieError`` for ties also tied in their gradient (non-affine) that change the
     result, ``JumpError`` where f jumps.  ∂ᶜf(x) ⊆ conv ``conservative.jacobian(f)(x)``.
 
@@ -159,13 +210,15 @@ def clarke_jacobian(fun, argnums=0, *, max_patterns: int = DEFAULT_MAX_PATTERNS,
         raise ValueError(f"max_patterns: expected a positive int, got {max_patterns!r}")
     if not (isinstance(margin, (int, float)) and np.isfinite(margin) and 0 < margin < 1):
         raise ValueError(f"margin: expected a number in (0, 1), got {margin!r}")
+    if undecided not in ("raise", "outer"):
+        raise ValueError(f"undecided: expected 'raise' or 'outer', got {undecided!r}")
 
     def wrapped(*args, **kwargs):
         prog = _Program(fun, argnums, args, kwargs, "clarke_jacobian")
         n = prog.n
         eye = np.eye(n)
         stack = [((), None)]
-        jacobians, runs = [], 0
+        jacobians, runs, kept = [], 0, 0
         while stack:
             prefix, cert = stack.pop()
             runs += 1
@@ -191,16 +244,23 @@ def clarke_jacobian(fun, argnums=0, *, max_patterns: int = DEFAULT_MAX_PATTERNS,
                                 f"for t* = {t:.3g})")
                         children.append((prefix + (o,), d))
                     elif not all(dec.lins + [b.lin]) and not _cone_is_zero(rows, margin):
+                        if undecided == "outer":
+                            # kept without a proof: the set can only grow (towards the program's set)
+                            kept += 1
+                            children.append((prefix + (o,), None))
+                            continue
                         raise NotImplementedError(
                             "clarke_jacobian: a choice pattern is not decided at first order: its linearized "
                             "realizing cone has empty interior but is not {0}, and the tied quantities are not "
                             "affine, so higher-order terms decide whether it is essentially active (e.g. "
                             "0 < y < x² near 0). Not implemented: use conservative.jacobian (a superset) or "
-                            "lexicographic_jacobian (one element)."
+                            "lexicographic_jacobian (one element), or clarke_jacobian(..., undecided='outer') "
+                            "(an outer approximation flagged exact=False)."
                         )
                 stack.extend(reversed(children))
                 continue
             jacobians.append(Y)
-        return MatrixSet(np.stack(jacobians) + 0.0)
+        return ClarkeSet._make(np.stack(jacobians) + 0.0, exact=kept == 0, undecided=kept,
+                               patterns=len(jacobians))
 
     return wrapped

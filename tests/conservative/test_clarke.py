@@ -138,6 +138,23 @@ def test_argnums_joint_blocks():
     assert_same_hull(S, [[[1.0, 0.0]], [[0.0, 1.0]]])
 
 
+def test_clarke_outer_mode_contains_the_clarke_jacobian():
+    # true Clarke Jacobians (by hand): relu(min(y, x²-y)) → conv{(0,-1), (0,1)};
+    # relu(y) + |sin y| → conv{(0,2), (0,-1)}
+    cases = [(lambda z: jax.nn.relu(jnp.minimum(z[1], z[0] ** 2 - z[1])), [[[0.0, -1.0]], [[0.0, 1.0]]]),
+             (lambda z: jax.nn.relu(z[1]) + jnp.abs(jnp.sin(z[1])), [[[0.0, 2.0]], [[0.0, -1.0]]])]
+    for f, clarke in cases:
+        S = clarke_jacobian(f, undecided="outer")(jnp.zeros(2))
+        assert not S.exact and S.undecided >= 1 and "outer approximation" in repr(S)
+        C = jacobian(f)(jnp.zeros(2))
+        assert all(S.contains(np.asarray(v), tol=1e-12) for v in clarke)
+        assert all(C.contains(v, tol=1e-12) for v in S.vertices)
+    S = clarke_jacobian(jnp.abs)(jnp.zeros(1))
+    assert S.exact and S.undecided == 0 and S.patterns == 2
+    with pytest.raises(ValueError, match="undecided"):
+        clarke_jacobian(jnp.abs, undecided="ignore")
+
+
 # ------------------------------------------------------------------ properties
 def _random_pa_program(seed, n):
     """Random compositions of affine maps with max/min/abs/ReLU (duplicated neurons included),
