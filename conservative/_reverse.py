@@ -1,0 +1,610 @@
+"""Reverse mode (VJP form) for the conservative Jacobian of programs with few outputs.
+
+``jacobian_reverse(fun)(x)`` returns the same ``MatrixSet`` as ``conservative.jacobian(fun)(x)``
+(same semantics: module docstring of ``_jacobian``), at the cost of a few VJPs instead of one JVP
+per input column.  The program's jaxpr is evaluated op by op at the point (so ties are decided on
+the values the forward interpreter sees), recording each primitive and, at each nonsmooth one, its
+active pieces.  The sweep back carries, for each value v, the transposed adjoint
+
+    A_v(σ)ᵀ = C_v + Σ_g T_{v,g}[σ_g]        (rows: positions of v, columns: the m outputs)
+
+the transpose of the forward representation (★) of ``_selections``: C_v is ∂out/∂v at the
+untied pieces, T_{v,g} a table over the options of the base choice g stored on the rows of v it
+touches.  Smooth primitives pull C_v and every table back through their (linear) VJP; a tied
+position of a nonsmooth primitive (``max``/``min``/``abs``/``clamp``, ``reduce_max``/``reduce_min``,
+``select_n`` on a tied comparison whose branch values agree) turns its adjoint row into a new base
+choice, one option per active piece.  A comparison read by several ``select_n`` gives one base
+choice per position, shared by all of them (correlated: one axis).  The Jacobian is affine in each
+choice, so the result is C + Σ_g conv{T_g[a]} (a Minkowski sum of hulls), the forward set.
+
+Supported subset (anything else raises ``_Unsupported`` and the entry falls back to the exact forward
+``conservative.jacobian``; ``jac.last_mode`` / ``jac.last_reason`` say which ran and why):
+
+* smooth primitives of ``_rules.SMOOTH`` except spectral ones, with elementwise, data-movement and
+  ``reduce_sum`` fast paths, any other through ``jax.vjp`` batched with ``vmap``;
+* ``jit``/``pjit``/``closed_call``/``remat``/``custom_jvp_call``/``custom_vjp_call`` inlined to the
+  primal (their custom rules ignored, as in forward mode);
+* the nonsmooth primitives above, ``sign``/``floor``/``ceil``/``round`` away from their jumps,
+  ``argmax``/``argmin`` without ties, comparisons (a tied one only as ``select_n`` predicate, at most
+  one tied comparison in the program, so that no two comparisons can share a tie);
+* ties that do not interact: a tie whose adjoint row already depends on another tie (a ReLU of a
+  sum of tied ReLUs, read in the chain rule after it) would need merged groups; it falls back.
+
+Falls back as well on control flow reading the inputs, sort, lowered primitives, jump points,
+non-finite values or derivatives anywhere (the forward interpreter decides removable singularities
+and whether a non-finite derivative reaches an output).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import _rules as R
+from ._jacobian import _prepare, jacobian
+from ._matrix_set import MatrixSet, _Group
+from ._selections import _add_table
+
+__all__ = ["jacobian_reverse"]
+
+#: a fallback to forward mode warns when the forward call has at least this many input columns
+FALLBACK_WARN_COLUMNS = 20_000
+#: entries of one batched VJP call's cotangents (memory bound of the generic rule)
+VJP_BATCH_ENTRIES = 20_000_000
+
+_CALLS = ("jit", "pjit", "closed_call", "core_call", "remat2", "checkpoint", "remat", "custom_jvp_call",
+          "custom_vjp_call", "custom_vjp_call_jaxpr")
+_ELEMENTWISE = {
+    "add", "sub", "mul", "div", "neg", "exp", "exp2", "log", "log1p", "expm1", "sin", "cos", "tan", "asin", "acos",
+    "atan", "atan2", "sinh", "cosh", "tanh", "asinh", "acosh", "atanh", "logistic", "sqrt", "rsqrt", "cbrt",
+    "integer_pow", "pow", "square", "erf", "erfc", "erf_inv", "lgamma", "digamma", "convert_element_type", "copy",
+    "copy_p", "reduce_precision", "logaddexp",
+}
+_MOVES = {"broadcast_in_dim", "reshape", "squeeze", "expand_dims", "transpose", "slice", "concatenate", "rev",
+          "dynamic_slice", "gather", "pad"}
+_SPECTRAL = {"eigh", "svd", "qr", "lu", "householder_product", "cholesky_update"}
+
+
+class _Unsupported(Exception):
+    """The program leaves the subset reverse mode handles; forward mode gives the answer."""
+
+
+def _size(x) -> int:
+    return int(np.prod(np.shape(x), dtype=np.int64))
+
+
+class _State:
+    def __init__(self, tol):
+        self.tol = tol
+        self.next_id = 0
+        self.tape = []  # (kind, eqn, vals, in_ids, out_ids, extra)
+        self.tied_cmp = {}  # id of a tied comparison result -> its tie mask (flat)
+        self.shape = {}  # id -> shape of the value
+
+    def new(self, val):
+        i = self.next_id
+        self.next_id += 1
+        self.shape[i] = np.shape(val)
+        return i
+
+
+def _is_literal(x) -> bool:
+    return type(x).__name__ == "Literal"
+
+
+def _bind(eqn, vals):
+    out = eqn.primitive.bind(*vals, **eqn.params)
+    return list(out) if eqn.primitive.multiple_results else [out]
+
+
+def _run(st, jaxpr, consts, args):
+    """Evaluate ``jaxpr`` at concrete values; ``args`` are (id or None, value) pairs."""
+    env = {}
+    for v, c in zip(jaxpr.constvars, consts):
+        env[v] = (None, c)
+    for v, a in zip(jaxpr.invars, args):
+        env[v] = a
+
+    def read(x):
+        return (None, x.val) if _is_literal(x) else env[x]
+
+    for eqn in jaxpr.eqns:
+        ins = [read(x) for x in eqn.invars]
+        name = eqn.primitive.name
+        if name in _CALLS:
+            p = eqn.params
+            inner = p.get("jaxpr", p.get("call_jaxpr", p.get("fun_jaxpr")))
+            if hasattr(inner, "consts"):
+                outs = _run(st, inner.jaxpr, inner.consts, ins)
+            else:
+                outs = _run(st, inner, [], ins)
+        else:
+            outs = _eqn(st, eqn, ins)
+        for v, o in zip(eqn.outvars, outs):
+            env[v] = o
+    return [read(v) for v in jaxpr.outvars]
+
+
+_SIDE_BELOW = {"lt", "le", "lt_to", "le_to"}
+_SIDE_ABOVE = {"gt", "ge"}
+
+
+def _tie_key(name, eqn, ids, shape):
+    """The tie a comparison asks about and whether it is True under option 0, as the forward
+    interpreter keys it (``_ties._comparison_tie``): ``a < b``, ``a <= b``, ``b > a``, ``b >= a``
+    share one choice (option 0: a below b); ``==``/``!=`` share one (option 1: equal)."""
+    refs = []
+    for var, i in zip(eqn.invars, ids):
+        if _is_literal(var):
+            refs.append(("lit", repr(np.asarray(var.val).tolist()), str(np.asarray(var.val).dtype)))
+        elif i is None:
+            raise _Unsupported("a tied comparison with a constant operand")
+        else:
+            refs.append(("var", i))
+    swap = refs[1] < refs[0]
+    if swap:
+        refs.reverse()
+    if name in _SIDE_BELOW or name in _SIDE_ABOVE:
+        flip, kind = (name in _SIDE_BELOW) != swap, "side"
+    else:
+        flip, kind = name == "ne", "eq"
+    return (kind, tuple(refs), shape), bool(flip)
+
+
+def _eqn(st, eqn, ins):
+    name, p = eqn.primitive.name, eqn.params
+    ids = [i for i, _ in ins]
+    vals = [v for _, v in ins]
+    for k, i in enumerate(ids):
+        if i in st.tied_cmp and not (name == "select_n" and k == 0):
+            raise _Unsupported(f"a tied comparison read by '{name}'")
+    dep = [i is not None and i not in st.tied_cmp for i in ids]
+    outs = _bind(eqn, vals)
+    if not any(dep):
+        if name == "select_n" and ids[0] in st.tied_cmp:
+            raise _Unsupported("a tied comparison selecting between constants")
+        return [(None, o) for o in outs]
+    if name in R.COMPARISONS:
+        if R.is_float(vals[0]) and eqn.invars[0] is not eqn.invars[1]:
+            amb = np.asarray(R.ambiguous_compare(name, vals[0], vals[1], st.tol)).ravel()
+            if amb.any():
+                i = st.new(outs[0])
+                st.tied_cmp[i] = (amb, *_tie_key(name, eqn, ids, np.shape(outs[0])))
+                return [(i, outs[0])]
+        return [(None, outs[0])]
+    if name in R.JUMPS:
+        x = np.asarray(vals[0], np.float64)
+        if name == "sign":
+            d = x
+        elif name == "round":
+            d = np.abs(x - np.floor(x)) - 0.5
+        else:
+            d = x - np.round(x)
+        if R.tie(d, st.tol).any():
+            raise _Unsupported(f"'{name}' at a jump point")
+        return [(None, o) for o in outs]
+    if name in R.LOCALLY_CONSTANT:
+        return [(None, o) for o in outs]
+    if name in ("argmax", "argmin"):
+        x = np.asarray(vals[0], np.float64)
+        ax = p["axes"][0]
+        ext = x.max(axis=ax, keepdims=True) if name == "argmax" else x.min(axis=ax, keepdims=True)
+        if np.any(R.tie(x - ext, st.tol).sum(axis=ax) > 1):
+            raise _Unsupported(f"'{name}' at a tie")
+        return [(None, o) for o in outs]
+    if eqn.primitive.multiple_results or not all(R.is_float(o) for o in outs):
+        raise _Unsupported(f"primitive '{name}' with a discrete or multiple result")
+    out = outs[0]
+    for o in [out] + [v for v, d in zip(vals, dep) if d]:
+        if not np.all(np.isfinite(np.asarray(o))):
+            raise _Unsupported("a non-finite value")
+    shape = np.shape(out)
+    extra = None
+    if name in ("max", "min", "abs", "clamp"):
+        xs = [np.broadcast_to(np.asarray(v, np.float64), shape).ravel() for v in vals]
+        tol = st.tol
+        if name == "max":
+            t = R.tie(xs[0] - xs[1], tol)
+            active = np.stack([(xs[0] > xs[1]) | t, (xs[1] > xs[0]) | t])
+            branches = [(0, 1.0), (1, 1.0)]
+        elif name == "min":
+            t = R.tie(xs[0] - xs[1], tol)
+            active = np.stack([(xs[0] < xs[1]) | t, (xs[1] < xs[0]) | t])
+            branches = [(0, 1.0), (1, 1.0)]
+        elif name == "abs":
+            t = R.tie(xs[0], tol)
+            active = np.stack([(xs[0] > 0) | t, (xs[0] < 0) | t])
+            branches = [(0, 1.0), (0, -1.0)]
+        else:
+            lo, x, hi = xs
+            tlo, thi = R.tie(x - lo, tol), R.tie(x - hi, tol)
+            active = np.stack([(x < lo) | tlo, ((x > lo) & (x < hi)) | tlo | thi, (x > hi) | thi])
+            branches = [(0, 1.0), (1, 1.0), (2, 1.0)]
+        kind, extra = "select", (branches, active, None)
+    elif name == "select_n":
+        pred = np.asarray(vals[0]).ravel()
+        cases = len(vals) - 1
+        if ids[0] in st.tied_cmp:
+            if np.shape(vals[0]) != shape:
+                raise _Unsupported("a tied scalar predicate")
+            tied = st.tied_cmp[ids[0]][0]
+            cv = np.stack([np.broadcast_to(np.asarray(v, np.float64), shape).ravel()[tied] for v in vals[1:]])
+            if not np.all(R.values_agree(cv, st.tol)):
+                raise _Unsupported("a tied select whose branch values differ (a jump or a resolved option)")
+        else:
+            tied = np.zeros(_size(out), bool)
+        pred = np.broadcast_to(pred.astype(np.int64), (_size(out),))
+        active = np.stack([(pred == a) | tied for a in range(cases)])
+        kind, extra = "select", ([(a + 1, 1.0) for a in range(cases)], active, ids[0] if tied.any() else None)
+    elif name in ("reduce_max", "reduce_min"):
+        axes = tuple(p["axes"])
+        x = np.asarray(vals[0], np.float64)
+        keep = [a for a in range(x.ndim) if a not in axes]
+        xm = np.transpose(x, keep + list(axes)).reshape(_size(out), -1)
+        src = np.transpose(np.arange(x.size).reshape(x.shape), keep + list(axes)).reshape(_size(out), -1)
+        ext = xm.max(axis=1, keepdims=True) if name == "reduce_max" else xm.min(axis=1, keepdims=True)
+        kind, extra = "reduce_ext", (src, R.tie(xm - ext, st.tol))
+    elif name in R.SMOOTH and name not in _SPECTRAL:
+        if name in _ELEMENTWISE and all(np.shape(v) in (shape, ()) for v, d in zip(vals, dep) if d):
+            kind = "elementwise"
+        elif name in _MOVES:
+            kind = "move"
+        elif name == "reduce_sum":
+            kind = "reduce_sum"
+        else:
+            kind = "generic"
+    else:
+        raise _Unsupported(f"primitive '{name}'")
+    oid = st.new(out)
+    st.tape.append((kind, eqn, vals, [i if d else None for i, d in zip(ids, dep)], oid, extra))
+    return [(oid, out)]
+
+
+# ------------------------------------------------------------------ adjoints
+class _Adj:
+    """Transposed adjoint (s_v, m): center plus tables {gid: (rows, vals (K, len(rows), m))}."""
+
+    __slots__ = ("center", "tables")
+
+    def __init__(self, center, tables=None):
+        self.center = center
+        self.tables = tables if tables is not None else {}
+
+
+def _accumulate(adj, i, a):
+    if a is None:
+        return
+    if i not in adj:
+        adj[i] = a
+        return
+    b = adj[i]
+    b.center = b.center + a.center
+    for g, (rows, vals) in a.tables.items():
+        _add_table(b.tables, g, rows, vals)
+
+
+def _scale(a, d):
+    """Rows of the adjoint times d (elementwise local derivative)."""
+    return _Adj(a.center * d[:, None], {g: (r, v * d[r][:, None]) for g, (r, v) in a.tables.items()})
+
+
+def _pull_index(a, src, s_u):
+    """v[p] = u[src[p]] (src = -1: not read): A_u[j] = Σ_{src[p]=j} A_v[p]."""
+    m = a.center.shape[1]
+    valid = src >= 0
+    c = np.zeros((s_u, m))
+    np.add.at(c, src[valid], a.center[valid])
+    tables = {}
+    for g, (rows, vals) in a.tables.items():
+        r2 = src[rows]
+        keep = r2 >= 0
+        if not keep.any():
+            continue
+        r2, vals = r2[keep], vals[..., keep, :]
+        uniq, inv = np.unique(r2, return_inverse=True)
+        acc = np.zeros((len(uniq),) + vals.shape[:-2] + (m,))
+        np.add.at(acc, inv, np.moveaxis(vals, -2, 0))
+        tables[g] = (uniq, np.moveaxis(acc, 0, -2))
+    return _Adj(c, tables)
+
+
+def _pull_gather(a, dst):
+    """v[q] = Σ_{dst[j]=q} u[j]: A_u[j] = A_v[dst[j]]."""
+    order = np.argsort(dst, kind="stable")
+    sd = dst[order]
+    tables = {}
+    for g, (rows, vals) in a.tables.items():
+        lo, hi = np.searchsorted(sd, rows, "left"), np.searchsorted(sd, rows, "right")
+        counts = hi - lo
+        if counts.sum() == 0:
+            continue
+        u_rows = np.concatenate([order[s:e] for s, e in zip(lo, hi)])
+        which = np.repeat(np.arange(len(rows)), counts)
+        srt = np.argsort(u_rows)
+        tables[g] = (u_rows[srt], vals[..., which[srt], :])
+    return _Adj(a.center[dst], tables)
+
+
+def _to_operand(a, shape_u, s_v):
+    """Adjoint of an operand broadcast to the output's shape (shape () or the output's shape)."""
+    if shape_u == () and s_v != 1:
+        return _pull_index(a, np.zeros(s_v, np.int64), 1)
+    return a
+
+
+def _backward(st, entry, a):
+    kind, eqn, vals, in_ids, oid, extra = entry
+    p = eqn.params
+    s_v = a.center.shape[0]
+    out = {}
+    dep = [k for k, i in enumerate(in_ids) if i is not None]
+    if kind == "elementwise":
+        shape = st.shape[oid]
+        for k in dep:
+            def f(x, k=k):
+                vs = list(vals)
+                vs[k] = x
+                return eqn.primitive.bind(*vs, **p)
+            x = jnp.asarray(vals[k])
+            d = jax.jvp(f, (x,), (jnp.ones_like(x),))[1]
+            d = np.broadcast_to(np.asarray(d, np.float64), shape).ravel()
+            out[k] = _to_operand(_scale(a, d), np.shape(vals[k]), s_v)
+    elif kind == "move":
+        for k in dep:
+            probe = []
+            for j, v in enumerate(vals):
+                if j == k:
+                    probe.append(jnp.arange(1, _size(v) + 1, dtype=jnp.float64).reshape(np.shape(v)))
+                elif R.is_float(v):
+                    probe.append(jnp.zeros(np.shape(v), jnp.float64))
+                else:
+                    probe.append(v)
+            src = np.rint(np.asarray(eqn.primitive.bind(*probe, **p), np.float64)).astype(np.int64).ravel() - 1
+            out[k] = _pull_index(a, src, _size(vals[k]))
+    elif kind == "reduce_sum":
+        shape_u = np.shape(vals[0])
+        axes = tuple(p["axes"])
+        keep = [d for d in range(len(shape_u)) if d not in axes]
+        coords = np.indices(shape_u).reshape(len(shape_u), -1)
+        kept_shape = tuple(shape_u[d] for d in keep)
+        dst = np.ravel_multi_index(tuple(coords[d] for d in keep), kept_shape) if keep else np.zeros(
+            coords.shape[1] if coords.ndim == 2 else 1, np.int64)
+        out[0] = _pull_gather(a, np.asarray(dst, np.int64).ravel())
+    elif kind == "generic":
+        out.update(_pull_vjp(st, eqn, vals, dep, oid, a))
+    elif kind == "select":
+        branches, active, cmp_id = extra
+        out.update(_pull_select(st, vals, dep, branches, active, cmp_id, a))
+    elif kind == "reduce_ext":
+        src, active = extra
+        out[0] = _pull_extremum(st, src, active, _size(vals[0]), a)
+    return {k: out[k] for k in out if k in dep}
+
+
+def _pull_vjp(st, eqn, vals, dep, oid, a):
+    def f(*xs):
+        vs = list(vals)
+        for k, x in zip(dep, xs):
+            vs[k] = x
+        return eqn.primitive.bind(*vs, **eqn.params)
+
+    _, vjp_fn = jax.vjp(f, *[jnp.asarray(vals[k]) for k in dep])
+    shape_v = st.shape[oid]
+    s_v, m = a.center.shape
+    cts = [a.center.T]
+    spans = []
+    for g, (rows, v) in a.tables.items():
+        K = v.shape[0]
+        dense = np.zeros((K, m, s_v))
+        dense[:, :, rows] = np.transpose(v, (0, 2, 1))
+        spans.append((g, K))
+        cts.append(dense.reshape(K * m, s_v))
+    cts = np.concatenate(cts)
+    s_in = sum(_size(vals[k]) for k in dep)
+    step = max(1, VJP_BATCH_ENTRIES // max(s_v, s_in, 1))
+    vm = jax.vmap(vjp_fn)
+    parts = []
+    for s in range(0, len(cts), step):
+        res = vm(jnp.asarray(cts[s:s + step]).reshape((-1,) + tuple(shape_v)))
+        parts.append([np.asarray(r, np.float64).reshape(r.shape[0], -1) for r in res])
+    res = [np.concatenate([pt[j] for pt in parts]) for j in range(len(dep))]
+    out = {}
+    for j, k in enumerate(dep):
+        r = res[j]
+        adj = _Adj(np.ascontiguousarray(r[:m].T))
+        pos = m
+        for g, K in spans:
+            blk = r[pos:pos + K * m].reshape(K, m, -1)
+            pos += K * m
+            rows = np.flatnonzero(np.any(blk != 0, axis=(0, 1)))
+            if len(rows):
+                adj.tables[g] = (rows, np.transpose(blk[:, :, rows], (0, 2, 1)))
+        out[k] = adj
+    return out
+
+
+def _check_free(a, positions, what):
+    for rows, _ in a.tables.values():
+        if np.isin(rows, positions).any():
+            raise _Unsupported(f"interacting ties at {what} (merged groups)")
+
+
+def _pull_select(st, vals, dep, branches, active, cmp_id, a):
+    """y[p] = branch_{σ_p}[p] among the active branches; tied positions become base choices."""
+    K, s = active.shape
+    m = a.center.shape[1]
+    count = active.sum(axis=0)
+    first = np.argmax(active, axis=0)
+    single = count == 1
+    tied = np.flatnonzero(~single)
+    _check_free(a, tied, "a selection")
+    full = {}
+    for opt, (k, fac) in enumerate(branches):
+        if k not in dep:
+            continue
+        mask = (single & (first == opt)) * fac
+        part = _scale(a, mask)
+        part.tables = {g: t for g, t in part.tables.items() if np.any(t[1] != 0)}
+        _accumulate(full, k, part)
+    if len(tied):
+        if cmp_id is not None:
+            _, key, flip = st.tied_cmp[cmp_id]
+            gids = [st.cmp_groups.setdefault((key, int(q)), st.new_gid()) for q in tied]
+        else:
+            gids = [st.new_gid() for _ in tied]
+        for q, g in zip(tied, gids):
+            # options in the choice's order: for a shared comparison, option 0 is the side where
+            # the predicate equals ``flip``
+            opts = [int(flip), int(not flip)] if cmp_id is not None else np.flatnonzero(active[:, q])
+            row = a.center[q]
+            for o, b in enumerate(opts):
+                k, fac = branches[b]
+                if k not in dep:
+                    continue
+                v = np.zeros((len(opts), 1, m))
+                v[o, 0] = fac * row
+                _add_table(full[k].tables, g, np.array([q]), v)
+    return {k: _to_operand(full[k], np.shape(vals[k]), s) for k in full}
+
+
+def _pull_extremum(st, src, active, s_u, a):
+    m = a.center.shape[1]
+    count = active.sum(axis=1)
+    single = count == 1
+    first = src[np.arange(len(src)), np.argmax(active, axis=1)]
+    lines = np.flatnonzero(~single)
+    _check_free(a, lines, "reduce_max/min")
+    res = _pull_index(a, np.where(single, first, -1), s_u)
+    for o in lines:
+        rows = np.sort(src[o][active[o]])
+        n = len(rows)
+        v = np.zeros((n, n, m))
+        v[np.arange(n), np.arange(n)] = a.center[o]
+        _add_table(res.tables, st.new_gid(), rows, v)
+    return res
+
+
+def _gids(st):
+    st.cmp_groups = {}
+    st.gid_next = 0
+
+    def new_gid():
+        st.gid_next += 1
+        return st.gid_next - 1
+
+    st.new_gid = new_gid
+
+
+def _reverse(closed, leaves, diff, tol):
+    st = _State(tol)
+    _gids(st)
+    args = []
+    in_ids = {}
+    for i, leaf in enumerate(leaves):
+        if i in diff:
+            in_ids[i] = st.new(leaf)
+            args.append((in_ids[i], leaf))
+        else:
+            args.append((None, leaf))
+    outs = _run(st, closed.jaxpr, closed.consts, args)
+    for _, o in outs:
+        if not R.is_float(o):
+            raise TypeError(f"jacobian: outputs must be floating point, got dtype {jnp.result_type(o)}")
+        if not np.all(np.isfinite(np.asarray(o))):
+            raise _Unsupported("a non-finite output")
+    out_sizes = [_size(o) for _, o in outs]
+    m = int(sum(out_sizes))
+    adj = {}
+    off = 0
+    for (i, _), s in zip(outs, out_sizes):
+        if i is not None and i not in st.tied_cmp:
+            c = np.zeros((s, m))
+            c[np.arange(s), off + np.arange(s)] = 1.0
+            _accumulate(adj, i, _Adj(c))
+        off += s
+    for entry in reversed(st.tape):
+        a = adj.pop(entry[4], None)
+        if a is None:
+            continue
+        for k, b in _backward(st, entry, a).items():
+            _accumulate(adj, entry[3][k], b)
+    sizes = [_size(leaves[i]) for i in diff]
+    N = int(sum(sizes))
+    center = np.zeros((N, m))
+    tables: dict = {}
+    off = 0
+    for i, s in zip(diff, sizes):
+        a = adj.get(in_ids[i])
+        if a is not None:
+            center[off:off + s] += a.center
+            for g, (rows, vals) in a.tables.items():
+                _add_table(tables, g, rows + off, vals)
+        off += s
+    if not np.all(np.isfinite(center)) or not all(np.all(np.isfinite(v)) for _, v in tables.values()):
+        raise _Unsupported("a non-finite derivative")
+    return outs, _assemble(center, tables, m, N)
+
+
+def _assemble(center_t, tables, m, N):
+    """MatrixSet (m, N) of C + Σ_g conv{T_g[a]} from transposed center and tables."""
+    center = np.ascontiguousarray(center_t.T).reshape(-1)
+    groups = []
+    for rows, vals in tables.values():
+        K = math.prod(vals.shape[:-2])
+        pts = np.ascontiguousarray(np.swapaxes(vals.reshape((K,) + vals.shape[-2:]), 1, 2)).reshape(K, -1)
+        idx = (np.arange(m)[:, None] * N + rows[None, :]).ravel()
+        center[idx] += pts[0]
+        pts = pts - pts[0]
+        live = np.flatnonzero(np.any(pts != 0, axis=0))
+        if len(live):
+            pts = np.unique(pts[:, live], axis=0)
+            if len(pts) > 1:
+                groups.append(_Group(idx[live], pts))
+    return MatrixSet._from_sparse((m, N), center, tuple(groups))
+
+
+def jacobian_reverse(fun, argnums=0, *, tol: float = 0.0, max_selections: int = 4096):
+    """The conservative Jacobian of ``fun`` in reverse mode (VJP form), for programs with few outputs.
+
+    Same arguments, semantics, result and errors as ``conservative.jacobian`` (the set
+    conv{J_σ : σ a selection of the active pieces}, module docstring of ``_jacobian``), computed with
+    O(outputs) VJP sweeps instead of O(inputs) JVPs: the conservative gradient set of a scalar loss
+    costs a small multiple of ``jax.grad``.  Programs outside the supported subset (module docstring)
+    are handed to the forward ``conservative.jacobian``, which is exact; the returned function's
+    attributes ``last_mode`` ("reverse" or "forward") and ``last_reason`` say what the last call
+    did, and a ``UserWarning`` is issued when such a fallback has at least
+    ``FALLBACK_WARN_COLUMNS`` input columns (forward mode may then be slow).
+    """
+    forward = jacobian(fun, argnums, tol=tol, max_selections=max_selections)  # validates the arguments
+    cache: dict = {}
+
+    def jac(*args, **kwargs):
+        leaves, treedef, diff = _prepare(fun, argnums, args)
+
+        def flat_fun(*ls):
+            return fun(*jax.tree_util.tree_unflatten(treedef, ls), **kwargs)
+
+        key = None if kwargs else (treedef, tuple((l.shape, str(l.dtype)) for l in leaves))
+        closed = cache.get(key) if key is not None else None
+        if closed is None:
+            closed = jax.make_jaxpr(flat_fun)(*leaves)
+            if key is not None:
+                cache[key] = closed
+        try:
+            _, J = _reverse(closed, leaves, diff, tol)
+        except _Unsupported as e:
+            jac.last_mode, jac.last_reason = "forward", str(e)
+            N = sum(_size(leaves[i]) for i in diff)
+            if N >= FALLBACK_WARN_COLUMNS:
+                warnings.warn(f"jacobian_reverse: {e}; falling back to forward mode with {N} input columns",
+                              UserWarning, stacklevel=2)
+            return forward(*args, **kwargs)
+        jac.last_mode, jac.last_reason = "reverse", None
+        return J
+
+    jac.last_mode, jac.last_reason = None, None
+    return jac
