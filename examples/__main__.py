@@ -36,6 +36,10 @@ EXPERIMENTS = {
     "heavy_ball_phase": ("heavy_ball_phase", "heavy-ball (alpha, beta) phase diagram on Dask: iterates converge, "
                          "derivatives diverge",
                          ["counts", "flagship_cells_certified", "slides_point_flagship_certified"]),
+    "clarke_vs_conservative": ("clarke_vs_conservative", "Clarke Jacobian vs the program's conservative set: "
+                               "which AD elements are real derivatives",
+                               ["all_clarke_inside_conservative", "all_ld_inside_clarke",
+                                "max_duplicated_diameter_ratio", "spurious_ad_elements"]),
 }
 
 
