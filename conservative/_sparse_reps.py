@@ -42,6 +42,12 @@ SPARSE_MIN_ENTRIES = 2**20
 MAX_DENSE_ENTRIES = 2**25
 #: a primitive without a structured linearization gets a dense L (s_out × s_in) up to this size
 MAX_DENSE_LINEAR = 2**22
+#: a value whose Jacobian has more than this fraction of nonzeros continues in the dense
+#: representation (when it fits under ``MAX_DENSE_ENTRIES``): dense products are faster there
+DENSE_FRACTION = 0.1
+#: a dense linearization is computed (by reverse mode) for at most this many outputs, unless the
+#: dense representation of the input does not fit
+SMALL_OUTPUT = 64
 
 _ELEMENTWISE = {
     "add", "sub", "mul", "div", "neg", "exp", "exp2", "log", "log1p", "expm1", "sin", "cos", "tan", "asin",
@@ -297,13 +303,19 @@ def push(ctx, eqn, vals, reps, outs):
             elif name in _MOVES:
                 L = _move_map(eqn, vals, i, s_in, s_out)
             if L is None and s_out * s_in <= MAX_DENSE_LINEAR:
+                full = s_in * reps[i].ncols
+                if full <= MAX_DENSE_ENTRIES and (s_out > SMALL_OUTPUT or reps[i].center.nnz > DENSE_FRACTION * full):
+                    return None  # a dense map of many outputs: the dense (compiled JVP) representation is faster
                 L = _dense_map(eqn, vals, i, s_out)
             if L is None:
                 return None
             maps.append(L)
     if not all(np.all(np.isfinite(L.data)) for L in maps):
         return None  # the dense rules record where a derivative is not finite
-    return [add([apply_linear(reps[i], L) for i, L in zip(diff, maps)])]
+    out = add([apply_linear(reps[i], L) for i, L in zip(diff, maps)])
+    if out.center.nnz > DENSE_FRACTION * s_out * out.ncols and s_out * out.ncols <= MAX_DENSE_ENTRIES:
+        return [densify(ctx.choices, out, f"primitive '{name}'")]  # the Jacobian became dense
+    return [out]
 
 
 def broadcast_to(rep: SRep, val, shape) -> SRep:
