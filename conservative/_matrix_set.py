@@ -11,14 +11,27 @@ of this form: each independent tie of the program contributes one group, so a fu
 t elementwise ties is stored with O(t) matrices instead of 2^t vertices (Bolte & Pauwels'
 conservative calculus; slides "Conservative gradients", Vaiter 2023).
 
-Groups are stored sparsely: a group keeps only the flat matrix entries on which its points
-differ, so a tie that changes one diagonal entry of a 1000×1000 Jacobian costs two numbers.
+Storage is sparse throughout: the center keeps its nonzeros (flat C-order indices and values),
+a group keeps only the flat matrix entries on which its points differ (so a tie that changes
+one diagonal entry of a 10^5×10^5 Jacobian costs two numbers), and groups of equal shape are
+packed into arrays so that thousands of them are queried in a few vectorized operations
+(``_sparse_flat``).  Accepted and returned forms:
+
+* queries ``support``, ``argsupport``, ``contains``, ``distance``, ``distance_bounds``, ``project``
+  and ``translate`` accept a dense (m, n) array or any ``scipy.sparse`` matrix of shape (m, n);
+* ``argsupport`` and ``project`` return a dense (m, n) array up to ``MAX_DENSE_ENTRIES`` = 2^25
+  entries, a ``scipy.sparse.csr_array`` above;
+* ``center`` and ``groups`` are dense and raise a ``ValueError`` above that size; ``sparse_center``
+  (a ``csr_array``), ``nnz`` and ``num_groups`` work at any size.  ``vertices``, products and the
+  other dense operations keep their size limits.
 
 Queries never enumerate vertices unless asked to:
 
 * ``support(D) = max_{X∈S} ⟨D, X⟩ = ⟨D, C⟩ + Σ_g max_i ⟨D, G_g,i⟩``  (exact);
-* ``distance(M)`` / ``project(M)`` / ``contains(M)``: a small QP over the group weights in the
-  coordinates the groups touch, with a certified lower bound from duality (see ``_qp``);
+* ``distance(M)`` / ``project(M)`` / ``contains(M)``: the touched entries split into components
+  (groups linked by shared entries) whose squared distances add up; a segment alone on its
+  entries is projected in closed form with its duality bound, other components by a small QP
+  over the group weights with a certified lower bound from duality (see ``_qp``);
 * ``vertices``: extreme points of the sum, enumerated from the extreme points of each
   group and pruned by certified linear programs, up to ``max_vertices`` candidates (a clear
   ``SetTooLargeError`` otherwise).
