@@ -108,8 +108,10 @@ def test_site_renders_math_and_figures_in_chromium(site, tmp_path):
             probe = re.search(r'data-probe="([^"]*)"', dom)
             assert probe, "the gallery page did not finish loading"
             imgs = json.loads(probe.group(1).replace("&quot;", '"'))
-            expected = len(list((ROOT / "examples" / "results").glob("*.png")))
-            assert len(imgs) == expected, f"gallery shows {len(imgs)} figures, examples/results has {expected}"
+            shown = {Path(src).name for src, _ in imgs}
+            committed = {p.name for p in (ROOT / "examples" / "results").glob("*.png")}
+            assert shown == committed, (f"figures of examples/results not in docs/gallery.md: {committed - shown}; "
+                                        f"gallery figures not in examples/results: {shown - committed}")
             broken = [src for src, width in imgs if not width > 0]
             assert not broken, f"figures that did not load: {broken}"
 
