@@ -27,6 +27,7 @@ import jax
 import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from ._prox import _check_nonnegative, _concrete
 from ._run import IterationMap
@@ -82,7 +83,7 @@ def _tree_axpy(a, x, y):
 
 
 # ----------------------------------------------------------------------------- GD
-def gradient_descent(grad_f: Callable[[Any, Any], Any], step) -> IterationMap:
+def gradient_descent(grad_f: Callable[[Any, Any], Any], step: float | Callable[[Any], Any]) -> IterationMap:
     r"""Gradient descent, F(x, θ) = x − s·∇ₓf(x, θ).
 
     For f(·, θ) with L-Lipschitz gradient, the iteration converges (to a critical point, for
@@ -105,7 +106,8 @@ def gradient_descent(grad_f: Callable[[Any, Any], Any], step) -> IterationMap:
 
 
 # ----------------------------------------------------------------------------- FB
-def forward_backward(grad_f: Callable[[Any, Any], Any], prox_g: Callable[[Any, Any, Any], Any], step) -> IterationMap:
+def forward_backward(grad_f: Callable[[Any, Any], Any], prox_g: Callable[[Any, Any, Any], Any],
+                     step: float | Callable[[Any], Any]) -> IterationMap:
     r"""Forward-backward (proximal gradient) for min_x f(x, θ) + g(x, θ):
 
         F(x, θ) = prox_{s g(·,θ)}(x − s·∇ₓf(x, θ), θ)          (jaxopt paper, eq. (7))
@@ -131,7 +133,8 @@ def forward_backward(grad_f: Callable[[Any, Any], Any], prox_g: Callable[[Any, A
 
 # ----------------------------------------------------------------------------- DR
 def douglas_rachford(
-    prox_f: Callable[[Any, Any, Any], Any], prox_g: Callable[[Any, Any, Any], Any], step, relax=1.0
+    prox_f: Callable[[Any, Any, Any], Any], prox_g: Callable[[Any, Any, Any], Any], step: float | Callable[[Any], Any],
+    relax: float | Callable[[Any], Any] = 1.0
 ) -> IterationMap:
     r"""Douglas-Rachford splitting for min_x f(x, θ) + g(x, θ), on the governing sequence z:
 
@@ -180,10 +183,10 @@ def _linear(M, theta):
 def admm(
     x_update: Callable[[Any, Any, Any], Any],
     z_update: Callable[[Any, Any, Any], Any],
-    A=None,
-    B=None,
-    c=None,
-    rho=1.0,
+    A: ArrayLike | Callable[[Any], Any] | None = None,
+    B: ArrayLike | Callable[[Any], Any] | None = None,
+    c: ArrayLike | Callable[[Any], Any] | None = None,
+    rho: float | Callable[[Any], Any] = 1.0,
 ) -> IterationMap:
     r"""ADMM (scaled form) for min_{x,z} f(x, θ) + g(z, θ) subject to Ax + Bz = c:
 

@@ -26,7 +26,7 @@ implicit differentiation use the KKT root form :func:`qp_optimality`.
 from __future__ import annotations
 
 import dataclasses
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -81,7 +81,7 @@ def qp_initial_state(qp: QP) -> IPState:
     return IPState(jnp.zeros(n, dt), jnp.ones(p, dt), jnp.ones(p, dt), jnp.zeros(m, dt))
 
 
-def qp_residuals(w: IPState, qp: QP):
+def qp_residuals(w: IPState, qp: QP) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
     """(dual residual Qx+q+Aᵀy+Gᵀz, primal eq Ax-b, primal ineq Gx+s-h, duality measure μ = sᵀz/p)."""
     x, s, z, y = w
     rd = qp.Q @ x + qp.q + qp.A.T @ y + qp.G.T @ z
@@ -104,7 +104,7 @@ def _max_step(v, dv):
     return jnp.min(ratios)
 
 
-def interior_point_map(*, mu_min: float = 1e-12, fraction: float = 0.99):
+def interior_point_map(*, mu_min: float = 1e-12, fraction: float = 0.99) -> Callable[[IPState, QP], IPState]:
     """Mehrotra predictor-corrector step F(w, qp) for :class:`QP` (see module docstring)."""
     if not mu_min > 0:
         raise ValueError(f"`mu_min` must be positive (it keeps the map smooth), got {mu_min!r}")

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
 from ._first_order import _check_param, _curvature, _describe, _param
 from ._prox import _concrete
@@ -28,7 +30,7 @@ from ._run import IterationMap
 __all__ = ["heavy_ball", "nesterov", "phase_state"]
 
 
-def phase_state(x, x_prev=None):
+def phase_state(x: ArrayLike, x_prev: ArrayLike | None = None) -> jax.Array:
     """The phase-space state [x; x_prev] (flat, float); ``x_prev = x`` (zero velocity) by default."""
     x = jnp.ravel(jnp.asarray(x, dtype=float))
     x_prev = x if x_prev is None else jnp.ravel(jnp.asarray(x_prev, dtype=float))
@@ -59,7 +61,8 @@ def _check_momentum(name, beta):
         raise ValueError(f"{name} must be in [0, 1), got {float(b)}")
 
 
-def heavy_ball(grad_f: Callable[[Any, Any], Any], alpha, beta) -> IterationMap:
+def heavy_ball(grad_f: Callable[[Any, Any], Any], alpha: float | Callable[[Any], Any],
+               beta: float | Callable[[Any], Any]) -> IterationMap:
     r"""Heavy-ball (Polyak 1964/1987) in phase space, s = [x; y] = [x_k; x_{k−1}]:
 
         F([x; y], θ) = [x − α∇ₓf(x, θ) + β(x − y);  x].
@@ -95,7 +98,8 @@ def heavy_ball(grad_f: Callable[[Any, Any], Any], alpha, beta) -> IterationMap:
     return IterationMap(F, name="heavy_ball", init=phase_state, primal=_primal, diagnose=diagnose)
 
 
-def nesterov(grad_f: Callable[[Any, Any], Any], step, momentum) -> IterationMap:
+def nesterov(grad_f: Callable[[Any, Any], Any], step: float | Callable[[Any], Any],
+             momentum: float | Callable[[Any], Any]) -> IterationMap:
     r"""Nesterov's accelerated gradient with constant momentum, in phase space s = [x_k; x_{k−1}]:
 
         v = x + β(x − y),   F([x; y], θ) = [v − s∇ₓf(v, θ);  x].

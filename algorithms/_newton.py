@@ -17,19 +17,20 @@ The experiment of the one-step paper (eq. (11)) is :func:`logistic_regression_ob
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import jax.scipy.linalg as jsl
 from jax import lax
 from jax.flatten_util import ravel_pytree
+from jax.typing import ArrayLike
 
 from ._linear_solve import DENSE_SOLVERS, check_solver_converged, report
 from ._optimality import stationarity
 
 
-def logistic_regression_objective(A, y, lam: float) -> Callable:
+def logistic_regression_objective(A: ArrayLike, y: ArrayLike, lam: float) -> Callable:
     """Weighted ℓ2-regularized logistic regression (one-step paper, eq. (11)):
 
         f(x, θ) = Σᵢ θᵢ ℓ(yᵢ⟨aᵢ, x⟩) + λ‖x₋₁‖²,   ℓ(t) = log(1 + e^{-t}),
@@ -51,7 +52,7 @@ def logistic_regression_objective(A, y, lam: float) -> Callable:
     return f
 
 
-def logistic_regression_hessian(A, y, lam: float) -> Callable:
+def logistic_regression_hessian(A: ArrayLike, y: ArrayLike, lam: float) -> Callable:
     """∇²ₓf of :func:`logistic_regression_objective` in closed form, for ``newton_map(hessian=...)``:
 
         ∇²ₓf(x, θ) = Aᵀ diag(θᵢ σ(mᵢ)(1 - σ(mᵢ))) A + 2λ diag(0, 1, ..., 1),   mᵢ = yᵢ⟨aᵢ, x⟩
@@ -122,7 +123,7 @@ def _armijo(fl, x, theta, g, d, c, beta, max_backtracks):
     return t
 
 
-def newton_solve(f: Callable, x0, theta, *, tol: float = 1e-10, maxiter: int = 100, **kwargs):
+def newton_solve(f: Callable, x0: Any, theta: Any, *, tol: float = 1e-10, maxiter: int = 100, **kwargs: Any) -> Any:
     """Run :func:`newton_map` until ‖∇₁f(x, θ)‖ ≤ tol; returns x.
 
     Stopping at ``maxiter`` (or on a nan) with ‖∇₁f‖ > tol is reported: ``ValueError`` on

@@ -13,11 +13,12 @@ iteration map. Step sizes are static floats (G's root does not depend on them).
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
+from jax.typing import ArrayLike
 
 _tmap = jax.tree_util.tree_map
 
@@ -98,7 +99,7 @@ def projected_gradient(f: Callable, proj: Callable, stepsize: float = 1.0) -> Ca
     return G
 
 
-def kl_projection_simplex(y, theta_c=None):
+def kl_projection_simplex(y: ArrayLike, theta_c: Any = None) -> jax.Array:
     """KL (Bregman) projection of exp(y) onto the probability simplex: softmax(y) (jaxopt paper, eq. (10)).
 
     With φ(x) = ⟨x, log x - 1⟩, ∇φ* = exp and proj^φ_Δ(y) = argmin_{x∈Δ} KL(x, e^y) = softmax(y).

@@ -15,13 +15,14 @@ from __future__ import annotations
 import dataclasses
 import functools
 import warnings
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 from jax.flatten_util import ravel_pytree
+from jax.typing import ArrayLike
 
 from conservative._divergence import MAX_GROWTH, describe_divergence, first_divergent_step
 
@@ -46,7 +47,7 @@ class EstimatorErrors:
     previous_iterate_error: np.ndarray
 
 
-def flat_jacobian(fun: Callable, theta):
+def flat_jacobian(fun: Callable, theta: Any) -> jax.Array:
     """Jacobian of θ ↦ ravel(fun(θ)) w.r.t. ravel(θ) as a dense matrix (forward mode)."""
     flat, unravel = ravel_pytree(theta)
     return jax.jacfwd(lambda v: ravel_pytree(fun(unravel(v)))[0])(flat)
@@ -104,8 +105,8 @@ def _jacobian_mode(x, t):
     return jax.jacrev if t.size > x.size else jax.jacfwd
 
 
-def reference_jacobian(F: Callable, x0, theta, *, tol: float = 1e-14, maxiter: int = 1_000_000,
-                       optimality_fun: Callable | None = None, solve: str = "lu"):
+def reference_jacobian(F: Callable, x0: Any, theta: Any, *, tol: float = 1e-14, maxiter: int = 1_000_000,
+                       optimality_fun: Callable | None = None, solve: str = "lu") -> tuple[Any, jax.Array]:
     """(x̄, J_θx̄): iterate F to ‖F(x) - x‖_∞ ≤ tol, then the implicit Jacobian there (dense).
 
     J_θx̄ = (I - ∂ₓF(x̄, θ))⁻¹ ∂_θF(x̄, θ), or -∂₁G⁻¹∂₂G with ``optimality_fun=G`` (jaxopt paper,
@@ -186,9 +187,10 @@ def _sweep(Ff, Gf, x0, t, J_ref, K: int, modes: tuple, truncate: int | None, tru
     return xs, e_ad, e_os, e_id, e_tr
 
 
-def estimator_errors(F: Callable, x0, theta, steps: Sequence[int], *,
+def estimator_errors(F: Callable, x0: Any, theta: Any, steps: Sequence[int], *,
                      modes: Sequence[str] = ("autodiff", "implicit", "one_step"),
-                     truncate: int | None = None, x_ref=None, jac_ref=None, ord=2,
+                     truncate: int | None = None, x_ref: Any = None, jac_ref: ArrayLike | None = None,
+                     ord: int | float | str = 2,
                      optimality_fun: Callable | None = None, solve: str = "lu") -> EstimatorErrors:
     """Errors ‖J^mode x_k - J_ref‖ (matrix norm ``ord``, default spectral) and ‖x_k - x̄‖₂ for k in steps.
 

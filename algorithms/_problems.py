@@ -21,9 +21,11 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any, Callable
 
+import jax
 import jax.numpy as jnp
 import jax.scipy.linalg as jsl
 import numpy as np
+from jax.typing import ArrayLike
 
 from ._first_order import admm, douglas_rachford, forward_backward
 from ._prox import _check_nonnegative, _concrete, prox_lasso
@@ -77,7 +79,7 @@ def _np(theta, key):
 _LASSO_KEYS = ("X", "y", "lam")
 
 
-def lasso(X, y, lam, *, step=None) -> Problem:
+def lasso(X: ArrayLike, y: ArrayLike, lam: ArrayLike, *, step: float | None = None) -> Problem:
     r"""The lasso min_w ½‖Xw − y‖² + λ‖w‖₁, solved by forward-backward:
 
         F(w, θ) = S_{sλ}(w − s Xᵀ(Xw − y)),   θ = dict(X=X, y=y, lam=λ),
@@ -113,7 +115,7 @@ def lasso(X, y, lam, *, step=None) -> Problem:
     return Problem("lasso", F, theta, jnp.zeros(X.shape[1]), lasso_reference, objective)
 
 
-def lasso_reference(theta) -> np.ndarray:
+def lasso_reference(theta: dict) -> np.ndarray:
     """cvxpy solution of min_w ½‖Xw − y‖² + λ‖w‖₁."""
     import cvxpy as cp
 
@@ -133,7 +135,7 @@ def _offdiag(d):
     return 1.0 - jnp.eye(d)
 
 
-def prox_neg_logdet_trace(V, S, step):
+def prox_neg_logdet_trace(V: ArrayLike, S: ArrayLike, step: ArrayLike) -> jax.Array:
     r"""prox of f(Θ) = −log det Θ + tr(SΘ) with step s, for symmetric V:
 
     Θ − sΘ⁻¹ = V − sS, so with V − sS = Q diag(e) Qᵀ, Θ = Q diag((e + √(e² + 4s))/2) Qᵀ
@@ -145,7 +147,7 @@ def prox_neg_logdet_trace(V, S, step):
     return (Q * ((e + jnp.sqrt(e * e + 4.0 * step)) / 2.0)) @ Q.T
 
 
-def graphical_lasso(S, lam, *, step=1.0) -> Problem:
+def graphical_lasso(S: ArrayLike, lam: ArrayLike, *, step: float = 1.0) -> Problem:
     r"""Sparse inverse covariance (graphical lasso), min_{Θ ≻ 0} −log det Θ + tr(SΘ) + λΣ_{i≠j}|Θ_ij|,
     by Douglas-Rachford on the governing sequence Z (a d × d matrix):
 
@@ -181,7 +183,7 @@ def graphical_lasso(S, lam, *, step=1.0) -> Problem:
     return Problem("graphical_lasso", F, theta, jnp.eye(d), graphical_lasso_reference, objective)
 
 
-def graphical_lasso_reference(theta) -> np.ndarray:
+def graphical_lasso_reference(theta: dict) -> np.ndarray:
     """cvxpy solution of the graphical lasso (off-diagonal ℓ1 penalty)."""
     import cvxpy as cp
 
@@ -205,7 +207,7 @@ def difference_matrix(n: int) -> np.ndarray:
     return np.eye(n, k=1)[:-1] - np.eye(n)[:-1]
 
 
-def tv_denoising(y, lam, *, rho=1.0) -> Problem:
+def tv_denoising(y: ArrayLike, lam: ArrayLike, *, rho: float = 1.0) -> Problem:
     r"""1-D total-variation denoising min_x ½‖x − y‖² + λ‖Dx‖₁, by ADMM on Dx − z = 0:
 
         x⁺ = (I + ρDᵀD)⁻¹(y + ρDᵀ(z − u)),   z⁺ = S_{λ/ρ}(Dx⁺ + u),   u⁺ = u + Dx⁺ − z⁺,
@@ -238,7 +240,7 @@ def tv_denoising(y, lam, *, rho=1.0) -> Problem:
     return Problem("tv_denoising", F, theta, F.init(jnp.zeros(n - 1)), tv_denoising_reference, objective)
 
 
-def tv_denoising_reference(theta) -> np.ndarray:
+def tv_denoising_reference(theta: dict) -> np.ndarray:
     """cvxpy solution of 1-D TV denoising."""
     import cvxpy as cp
 

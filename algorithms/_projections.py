@@ -35,8 +35,10 @@ a = 0 or a rank-deficient A raise ``ValueError`` naming the argument.
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from ._prox import _check_nonnegative, _concrete, _float, soft_threshold
 
@@ -53,12 +55,12 @@ __all__ = [
 ]
 
 
-def projection_non_negative(x):
+def projection_non_negative(x: ArrayLike) -> jax.Array:
     """Projection onto the nonnegative orthant, max(x, 0) (the ReLU). Kink x_i = 0: ∂_i ∈ {0, 1}."""
     return jnp.maximum(_float(x), 0.0)
 
 
-def projection_box(x, lower, upper):
+def projection_box(x: ArrayLike, lower: ArrayLike, upper: ArrayLike) -> jax.Array:
     """Projection onto the box {l ≤ y ≤ u}: clip(x, l, u) = min(max(x, l), u).
 
     ``lower``/``upper`` broadcast against ``x`` (use ±inf for a one-sided box). At x_i = l_i
@@ -70,13 +72,13 @@ def projection_box(x, lower, upper):
     return jnp.clip(_float(x), lower, upper)
 
 
-def projection_linf_ball(x, radius=1.0):
+def projection_linf_ball(x: ArrayLike, radius: ArrayLike = 1.0) -> jax.Array:
     """Projection onto {‖y‖_∞ ≤ r}: clip(x, −r, r). At |x_i| = r: ∂_i ∈ conv{0, 1}."""
     _check_nonnegative("radius", radius, strict=True)
     return jnp.clip(_float(x), -radius, radius)
 
 
-def projection_l2_ball(x, radius=1.0):
+def projection_l2_ball(x: ArrayLike, radius: ArrayLike = 1.0) -> jax.Array:
     r"""Projection onto {‖y‖₂ ≤ r}: x · r / max(‖x‖, r), over all entries of ``x``.
 
     Written as x·r/sqrt(max(‖x‖², r²)): one explicit ``max`` kink, and the square root is
@@ -94,7 +96,7 @@ def _simplex_threshold(u_sorted_desc, value):
     return jnp.max((jnp.cumsum(u_sorted_desc, axis=-1) - value) / k, axis=-1, keepdims=True)
 
 
-def projection_simplex(x, value=1.0):
+def projection_simplex(x: ArrayLike, value: ArrayLike = 1.0) -> jax.Array:
     r"""Projection onto the simplex {y ≥ 0, Σ y = z} (z = ``value`` > 0), along the last axis.
 
     proj(x) = max(x − τ, 0) with τ = max_k (Σ_{i≤k} x_(i) − z)/k, x_(1) ≥ x_(2) ≥ … (a sort,
@@ -109,7 +111,7 @@ def projection_simplex(x, value=1.0):
     return jnp.maximum(x - tau, 0.0)
 
 
-def projection_l1_ball(x, radius=1.0):
+def projection_l1_ball(x: ArrayLike, radius: ArrayLike = 1.0) -> jax.Array:
     r"""Projection onto {‖y‖₁ ≤ r}, over all entries of ``x``.
 
     proj(x) = x if ‖x‖₁ ≤ r, else S_τ(x) (soft-thresholding) with τ = max_k (Σ_{i≤k}|x|_(i) − r)/k,
@@ -130,7 +132,7 @@ def projection_l1_ball(x, radius=1.0):
     return jnp.where(jnp.sum(a) <= radius, x, soft_threshold(x, tau)).reshape(shape)
 
 
-def projection_hyperplane(x, a, b):
+def projection_hyperplane(x: ArrayLike, a: ArrayLike, b: ArrayLike) -> jax.Array:
     r"""Projection onto the hyperplane {y : aᵀy = b}: x − (aᵀx − b)/‖a‖² · a (smooth)."""
     x = _float(x)
     a_c = _concrete(a)
@@ -139,7 +141,7 @@ def projection_hyperplane(x, a, b):
     return x - (jnp.vdot(a, x) - b) / jnp.vdot(a, a) * a
 
 
-def projection_halfspace(x, a, b):
+def projection_halfspace(x: ArrayLike, a: ArrayLike, b: ArrayLike) -> jax.Array:
     r"""Projection onto the half-space {y : aᵀy ≤ b}: x − max(aᵀx − b, 0)/‖a‖² · a.
 
     Kink on the boundary aᵀx = b: the Jacobian is in conv{I, I − aaᵀ/‖a‖²}.
@@ -151,7 +153,7 @@ def projection_halfspace(x, a, b):
     return x - jnp.maximum(jnp.vdot(a, x) - b, 0.0) / jnp.vdot(a, a) * a
 
 
-def projection_affine_set(x, A, b):
+def projection_affine_set(x: ArrayLike, A: ArrayLike, b: ArrayLike) -> jax.Array:
     r"""Projection onto the affine set {y : Ay = b}: x − Aᵀ(AAᵀ)⁻¹(Ax − b) (smooth).
 
     ``A`` (p, n) must have full row rank p ≤ n (checked when concrete); x has shape (n,).

@@ -25,6 +25,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 __all__ = ["prox_lasso", "prox_elastic_net", "prox_group_lasso", "soft_threshold"]
 
@@ -62,7 +63,7 @@ def _float(x):
 
 
 # ----------------------------------------------------------------------------- operators
-def soft_threshold(v, t):
+def soft_threshold(v: ArrayLike, t: ArrayLike) -> jax.Array:
     r"""Soft-thresholding S_t(v) = sign(v)·max(|v| − t, 0), written as ``v − clip(v, −t, t)``.
 
     The ``v − clip`` form is Lipschitz in (v, t) jointly and has no ``sign``: a program
@@ -75,7 +76,7 @@ def soft_threshold(v, t):
     return v - jnp.clip(v, -t, t)
 
 
-def prox_lasso(x, lam, step=1.0):
+def prox_lasso(x: ArrayLike, lam: ArrayLike, step: ArrayLike = 1.0) -> jax.Array:
     r"""Proximity operator of g(x) = λ‖x‖₁ (soft-thresholding).
 
     prox_{s g}(x)_i = sign(x_i)·max(|x_i| − sλ_i, 0) = x_i − clip(x_i, −sλ_i, sλ_i).
@@ -94,7 +95,7 @@ def prox_lasso(x, lam, step=1.0):
     return soft_threshold(x, step * lam)
 
 
-def prox_elastic_net(x, lam, gamma, step=1.0):
+def prox_elastic_net(x: ArrayLike, lam: ArrayLike, gamma: ArrayLike, step: ArrayLike = 1.0) -> jax.Array:
     r"""Proximity operator of the elastic net g(x) = λ‖x‖₁ + (γ/2)‖x‖₂².
 
     prox_{s g}(x) = S_{sλ}(x) / (1 + sγ),
@@ -114,7 +115,7 @@ def prox_elastic_net(x, lam, gamma, step=1.0):
     return soft_threshold(x, step * lam) / (1.0 + step * gamma)
 
 
-def prox_group_lasso(x, lam, step=1.0):
+def prox_group_lasso(x: ArrayLike, lam: ArrayLike, step: ArrayLike = 1.0) -> jax.Array:
     r"""Proximity operator of the group lasso g(x) = λ Σ_g ‖x_g‖₂ (block soft-thresholding).
 
     prox_{s g}(x)_g = x_g · max(1 − sλ/‖x_g‖, 0) = x_g · (1 − t / max(‖x_g‖, t)),  t = sλ,

@@ -20,6 +20,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 from jax.scipy.special import logsumexp
+from jax.typing import ArrayLike
 
 
 @jax.tree_util.register_dataclass
@@ -37,24 +38,24 @@ def _f_from_g(g, ot: EntropicOT):
     return ot.epsilon * jnp.log(ot.a) - ot.epsilon * logsumexp((g[None, :] - ot.cost) / ot.epsilon, axis=1)
 
 
-def sinkhorn_map(g, ot: EntropicOT):
+def sinkhorn_map(g: ArrayLike, ot: EntropicOT) -> jax.Array:
     """One log-domain Sinkhorn iteration on the column potential g (module docstring)."""
     f = _f_from_g(g, ot)
     return ot.epsilon * jnp.log(ot.b) - ot.epsilon * logsumexp((f[:, None] - ot.cost) / ot.epsilon, axis=0)
 
 
-def sinkhorn_anchored_map(g, ot: EntropicOT):
+def sinkhorn_anchored_map(g: ArrayLike, ot: EntropicOT) -> jax.Array:
     """Sinkhorn step followed by the normalization g_m = 0 (same plan; contracting in practice)."""
     g_new = sinkhorn_map(g, ot)
     return g_new - g_new[-1]
 
 
-def sinkhorn_potentials(g, ot: EntropicOT):
+def sinkhorn_potentials(g: ArrayLike, ot: EntropicOT) -> tuple[jax.Array, jax.Array]:
     """The pair (f(g), g) of dual potentials."""
     return _f_from_g(g, ot), g
 
 
-def sinkhorn_plan(g, ot: EntropicOT):
+def sinkhorn_plan(g: ArrayLike, ot: EntropicOT) -> jax.Array:
     """Transport plan Pᵢⱼ = exp((f(g)ᵢ + gⱼ - Cᵢⱼ)/ε): rows sum to a exactly, columns to b at convergence."""
     f = _f_from_g(g, ot)
     return jnp.exp((f[:, None] + g[None, :] - ot.cost) / ot.epsilon)

@@ -21,11 +21,13 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
+from typing import Any, Callable
 
 import jax
 import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from ._divergence import MAX_GROWTH, describe_divergence, first_divergent_step
 from ._jacobian import value_and_jacobian
@@ -156,7 +158,8 @@ def _check_steps(steps):
         raise ValueError(f"steps: expected a nonnegative int, got {steps!r}")
 
 
-def piggyback(F, x0, theta, steps: int, *, J0=None, limit: MatrixSet | None = None, tol: float = 0.0,
+def piggyback(F: Callable[[Any, Any], Any], x0: Any, theta: Any, steps: int, *, J0: MatrixSet | ArrayLike | None = None,
+              limit: MatrixSet | None = None, tol: float = 0.0,
               max_vertices: int | None = None, check_tol: float = 1e-8) -> PiggybackResult:
     """Run x_{k+1} = F(x_k, θ) and the set-valued piggyback recursion next to JAX's derivative.
 
@@ -234,7 +237,8 @@ def _gap(X: MatrixSet, Y: MatrixSet, max_vertices) -> float:
     return max(Y.distance(V) for V in X.enumerate_vertices(max_vertices))
 
 
-def piggyback_vjp(F, x0, theta, steps: int, w, *, J0=None, tol: float = 0.0,
+def piggyback_vjp(F: Callable[[Any, Any], Any], x0: Any, theta: Any, steps: int, w: ArrayLike, *,
+                  J0: MatrixSet | ArrayLike | None = None, tol: float = 0.0,
                   max_vertices: int | None = None, check_tol: float = 1e-8) -> PiggybackVJPResult:
     """Reverse-mode counterpart: the set of VJPs {wᵀ J : J ∈ 𝒥_t} by the backward recursion of the
     slides ("Consequences for VJPs and JVPs"), next to JAX's ``jax.vjp`` of the unrolled iterations."""

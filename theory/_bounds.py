@@ -22,7 +22,10 @@ can plot the bound against the observed error along an iteration.  Arguments bro
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 __all__ = ["one_step_error_bound", "one_step_error_bound_superlinear", "implicit_error_bound_one_step_paper",
            "implicit_jacobian_error_bound", "estimator_error_bounds"]
@@ -48,25 +51,27 @@ def _out(x):
     return float(x) if np.ndim(x) == 0 else x
 
 
-def one_step_error_bound(rho, L_F, L_J, dist_prev):
+def one_step_error_bound(rho: ArrayLike, L_F: ArrayLike, L_J: ArrayLike, dist_prev: ArrayLike) -> float | np.ndarray:
     """ρ L_F/(1-ρ) + L_J ‖x_{k-1} - x̄‖  (one-step paper, Corollary 1, eq. (5))."""
     r = _rho(rho)
     return _out(r * _nonneg(L_F, "L_F") / (1 - r) + _nonneg(L_J, "L_J") * _nonneg(dist_prev, "dist_prev"))
 
 
-def one_step_error_bound_superlinear(L_J, dist_prev):
+def one_step_error_bound_superlinear(L_J: ArrayLike, dist_prev: ArrayLike) -> float | np.ndarray:
     """L_J ‖x_{k-1} - x̄‖  (one-step paper, Corollary 3, eq. (7); needs ∂ₓF(x̄, θ) = 0)."""
     return _out(_nonneg(L_J, "L_J") * _nonneg(dist_prev, "dist_prev"))
 
 
-def implicit_error_bound_one_step_paper(rho, L_F, L_J, dist):
+def implicit_error_bound_one_step_paper(rho: ArrayLike, L_F: ArrayLike, L_J: ArrayLike,
+                                        dist: ArrayLike) -> float | np.ndarray:
     """(L_J L_F/(1-ρ)² + L_J/(1-ρ)) ‖x_k - x̄‖  (one-step paper, Remark 2, eq. (6))."""
     r = _rho(rho)
     LF, LJ = _nonneg(L_F, "L_F"), _nonneg(L_J, "L_J")
     return _out((LJ * LF / (1 - r) ** 2 + LJ / (1 - r)) * _nonneg(dist, "dist"))
 
 
-def implicit_jacobian_error_bound(alpha, beta, gamma, R, dist, *, epsilon=None):
+def implicit_jacobian_error_bound(alpha: ArrayLike, beta: ArrayLike, gamma: ArrayLike, R: ArrayLike, dist: ArrayLike, *,
+                                  epsilon: float | None = None) -> float | np.ndarray:
     """(β/α + γR/α²) ‖x̂ - x*‖  (Blondel et al. 2022, Theorem 1).
 
     ``epsilon``: the radius of the neighbourhood where the assumptions hold; distances above it
@@ -81,8 +86,9 @@ def implicit_jacobian_error_bound(alpha, beta, gamma, R, dist, *, epsilon=None):
     return _out((_nonneg(beta, "beta") / a + _nonneg(gamma, "gamma") * _nonneg(R, "R") / a**2) * d)
 
 
-def estimator_error_bounds(errors, *, rho=None, L_F=None, L_J=None, alpha=None, beta=None, gamma=None,
-                           R=None, epsilon=None) -> dict:
+def estimator_error_bounds(errors: Any, *, rho: float | None = None, L_F: float | None = None, L_J: float | None = None,
+                           alpha: float | None = None, beta: float | None = None, gamma: float | None = None,
+                           R: float | None = None, epsilon: float | None = None) -> dict:
     """The papers' bounds next to measured estimator errors (``algorithms.estimator_errors``).
 
     ``errors`` is an ``algorithms.EstimatorErrors`` (anything with ``iterate_error``,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -258,7 +259,7 @@ class DerivativeConvergence:
         )
         return _jsonable(d)
 
-    def to_json(self, path=None, *, indent: int = 2) -> str:
+    def to_json(self, path: str | os.PathLike | None = None, *, indent: int = 2) -> str:
         """The report as a JSON string (non-finite floats as "inf"/"nan" strings); written
         atomically to ``path`` when given."""
         text = json.dumps(self.to_dict(), indent=indent, allow_nan=False, ensure_ascii=False) + "\n"
@@ -266,7 +267,7 @@ class DerivativeConvergence:
             atomic_write(Path(path), text.encode("utf-8"))
         return text
 
-    def plot(self, path=None, *, title: str | None = None):
+    def plot(self, path: str | os.PathLike | None = None, *, title: str | None = None) -> Any:
         """Iterate errors, derivative errors (JAX, set-valued piggyback), set diameters and the
         predicted rate against k (matplotlib, Agg backend).  Saves to ``path`` (atomically, format
         from the extension) when given and returns the figure."""

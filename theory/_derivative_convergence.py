@@ -44,12 +44,14 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 from jax.flatten_util import ravel_pytree
+from numpy.typing import ArrayLike
 
 from conservative import JumpError, MatrixSet, SetTooLargeError, jacobian, piggyback
 from conservative._divergence import MAX_GROWTH, describe_divergence, growth_limit
@@ -257,7 +259,8 @@ def _spectral_radius(A) -> float:
     return float(np.max(np.abs(np.linalg.eigvals(A)))) if A.size else 0.0
 
 
-def fit_rate(values, start: int = 0, floor: float = 0.0, ks=None):
+def fit_rate(values: ArrayLike, start: int = 0, floor: float = 0.0,
+             ks: ArrayLike | None = None) -> tuple[float | None, list[int]]:
     """Observed geometric rate exp(slope) of a least-squares fit of log(values) on k.
 
     Uses k ≥ ``start`` up to the first value at or below ``floor`` (rounding noise) or within 10×
@@ -356,7 +359,8 @@ def _exact_word_check(A, word, max_n: int = 3, max_len: int = 24):
 
 
 # ----------------------------------------------------------------------------- the entry point
-def derivative_convergence(F, x0, theta, *, xbar=None, tol: float = 1e-12, maxiter: int = 10_000,
+def derivative_convergence(F: Callable[[Any, Any], Any], x0: Any, theta: Any, *, xbar: Any = None, tol: float = 1e-12,
+                           maxiter: int = 10_000,
                            steps: int | None = None, max_steps: int = 400, set_steps: int = 120,
                            lipschitz: float | None = None, tie_tol: float | None = None,
                            resolution: int | None = None, max_samples: int = 5_000,

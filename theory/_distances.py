@@ -19,6 +19,7 @@ bound (attained by a feasible point), carrying ``.lower`` (a certified lower bou
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from conservative import MatrixSet
 
@@ -56,7 +57,7 @@ class CertifiedDistance(float):
         return (CertifiedDistance, (float(self), self.lower, self.witness))
 
 
-def as_matrix_set(X, name: str) -> MatrixSet:
+def as_matrix_set(X: MatrixSet | ArrayLike, name: str) -> MatrixSet:
     """A ``MatrixSet`` from a ``MatrixSet``, one matrix, or a stack (k, m, n) of generators."""
     if isinstance(X, MatrixSet):
         return X
@@ -71,19 +72,19 @@ def _check_shapes(X: MatrixSet, Y: MatrixSet, what: str):
         raise ValueError(f"{what}: sets of matrices of different shapes {X.shape} and {Y.shape}")
 
 
-def distance(M, S) -> CertifiedDistance:
+def distance(M: ArrayLike, S: MatrixSet | ArrayLike) -> CertifiedDistance:
     """d(M, S) = min_{X∈S} ‖M - X‖_F with certified bounds (a QP; see ``MatrixSet.distance_bounds``)."""
     S = as_matrix_set(S, "S")
     lo, hi = S.distance_bounds(M)
     return CertifiedDistance(hi, lo)
 
 
-def project(M, S) -> np.ndarray:
+def project(M: ArrayLike, S: MatrixSet | ArrayLike) -> np.ndarray:
     """argmin_{X∈S} ‖M - X‖_F (the feasible point whose distance is ``distance(M, S)``)."""
     return as_matrix_set(S, "S").project(M)
 
 
-def gap(X, Y) -> CertifiedDistance:
+def gap(X: MatrixSet | ArrayLike, Y: MatrixSet | ArrayLike) -> CertifiedDistance:
     """gap(𝒳, 𝒴) = max_{x∈𝒳} d(x, 𝒴) in the Frobenius norm, certified.
 
     Exact for convex 𝒴 up to the QP certificates: the maximum of the convex function d(·, 𝒴)
@@ -103,7 +104,7 @@ def gap(X, Y) -> CertifiedDistance:
     return CertifiedDistance(best_hi, best_lo, witness)
 
 
-def hausdorff(X, Y) -> CertifiedDistance:
+def hausdorff(X: MatrixSet | ArrayLike, Y: MatrixSet | ArrayLike) -> CertifiedDistance:
     """Hausdorff distance max(gap(𝒳, 𝒴), gap(𝒴, 𝒳)) in the Frobenius norm, certified.
 
     The witness is the point (of 𝒳 or of 𝒴) attaining the larger excess.

@@ -56,6 +56,7 @@ import traceback
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 
@@ -385,7 +386,7 @@ class SweepResult:
             raise KeyError(f"name: no column {name!r}; columns are {self.names}")
         return [r.get(name) for r in self.records]
 
-    def array(self, name: str, fill=np.nan) -> np.ndarray:
+    def array(self, name: str, fill: float = np.nan) -> np.ndarray:
         """Column ``name`` as an array of the dict grid's shape (``fill`` where missing)."""
         if self.shape is None:
             raise ValueError("array: the grid was a list of cells; use column(name)")
@@ -397,7 +398,7 @@ class SweepResult:
             a[:] = vals
         return a.reshape(self.shape)
 
-    def to_arrow(self):
+    def to_arrow(self) -> Any:
         """The records as a ``pyarrow.Table`` (columns of every cell; types promoted across cells)."""
         pa = _require("pyarrow")
         names = self.names
@@ -496,8 +497,10 @@ def _connect(client, workers):
                     f"got {type(client).__name__}")
 
 
-def sweep(fn, grid, *, client=None, store=None, workers=None, progress=True, retry_errors=False,
-          cells_per_task=1, flush_every=100, flush_seconds=5.0) -> SweepResult:
+def sweep(fn: Callable[..., Any], grid: Mapping[str, Sequence[Any]] | Sequence[Mapping[str, Any]], *,
+          client: Any = None, store: str | os.PathLike | None = None, workers: int | None = None,
+          progress: bool | Callable[[int, int], Any] = True, retry_errors: bool = False,
+          cells_per_task: int = 1, flush_every: int = 100, flush_seconds: float = 5.0) -> SweepResult:
     """Map ``fn(**cell)`` over the cells of ``grid`` on a Dask cluster, storing results as they finish.
 
     ``grid``: a dict ``{name: 1-D sequence}`` (the Cartesian product; first name slowest) or a
@@ -609,7 +612,7 @@ def sweep(fn, grid, *, client=None, store=None, workers=None, progress=True, ret
                        seconds=time.perf_counter() - t0, store=store)
 
 
-def load_sweep(store) -> SweepResult:
+def load_sweep(store: str | os.PathLike) -> SweepResult:
     """Open a sweep's store folder without computing: every stored cell (latest record per cell)."""
     if not isinstance(store, (str, os.PathLike)):
         raise TypeError(f"store: expected a folder path (str or os.PathLike), got {type(store).__name__}")
