@@ -287,9 +287,16 @@ def _accumulate(adj, i, a):
         _add_table(b.tables, g, rows, vals)
 
 
-def _scale(a, d):
-    """Rows of the adjoint times d (elementwise local derivative)."""
-    return _Adj(a.center * d[:, None], {g: (r, v * d[r][:, None]) for g, (r, v) in a.tables.items()})
+def _scale(a, d, drop=False):
+    """Rows of the adjoint times d (elementwise local derivative); ``drop``: leave out the tables
+    on whose rows d vanishes."""
+    tables = a.tables
+    if drop and tables:
+        lens = np.array([len(r) for r, _ in tables.values()])
+        hit = np.asarray(d[np.concatenate([r for r, _ in tables.values()])] != 0, np.int64)
+        keep = np.add.reduceat(hit, np.concatenate([[0], np.cumsum(lens)[:-1]])) > 0
+        tables = {g: t for (g, t), kp in zip(tables.items(), keep) if kp}
+    return _Adj(a.center * d[:, None], {g: (r, v * d[r][:, None]) for g, (r, v) in tables.items()})
 
 
 def _pull_index(a, src, s_u):
@@ -336,6 +343,53 @@ def _to_operand(a, shape_u, s_v):
     return a
 
 
+def _np_partial(name, p, vals, k, shape):
+    """∂out/∂operand_k of common elementwise primitives in numpy (saves a JVP compilation)."""
+    xs = [np.asarray(v, np.float64) for v in vals]
+    if name in ("add", "convert_element_type", "copy", "copy_p"):
+        return np.ones(shape)
+    if name == "sub":
+        return np.full(shape, 1.0 if k == 0 else -1.0)
+    if name == "neg":
+        return np.full(shape, -1.0)
+    if name == "mul":
+        return np.broadcast_to(xs[1 - k], shape)
+    if name == "integer_pow":
+        n = p["y"]
+        return n * xs[0] ** (n - 1) if n != 0 else np.zeros(shape)
+    if name == "square":
+        return 2 * xs[0]
+    return None
+
+
+def _np_move(name, p, vals, k):
+    """Input position read by each output position (-1: none) of a data-movement primitive, in numpy."""
+    shape = np.shape(vals[k])
+    ix = np.arange(_size(vals[k])).reshape(shape)
+    if name == "reshape":
+        return ix.ravel()
+    if name == "broadcast_in_dim":
+        out_shape, bd = tuple(p["shape"]), list(p["broadcast_dimensions"])
+        view = ix.reshape([shape[bd.index(d)] if d in bd else 1 for d in range(len(out_shape))])
+        return np.broadcast_to(view, out_shape).ravel()
+    if name == "transpose":
+        return np.transpose(ix, p["permutation"]).ravel()
+    if name == "squeeze":
+        return ix.ravel()
+    if name == "expand_dims":
+        return ix.ravel()
+    if name == "slice":
+        strides = p["strides"] or (1,) * len(shape)
+        sl = tuple(slice(a, b, c) for a, b, c in zip(p["start_indices"], p["limit_indices"], strides))
+        return ix[sl].ravel()
+    if name == "rev":
+        return np.flip(ix, tuple(p["dimensions"])).ravel() if p["dimensions"] else ix.ravel()
+    if name == "concatenate":
+        parts = [ix if j == k else np.full(np.shape(v), -1, np.int64) for j, v in enumerate(vals)]
+        return np.concatenate(parts, axis=p["dimension"]).ravel()
+    return None
+
+
 def _backward(st, entry, a):
     kind, eqn, vals, in_ids, oid, extra = entry
     p = eqn.params
@@ -349,12 +403,18 @@ def _backward(st, entry, a):
                 vs = list(vals)
                 vs[k] = x
                 return eqn.primitive.bind(*vs, **p)
-            x = jnp.asarray(vals[k])
-            d = jax.jvp(f, (x,), (jnp.ones_like(x),))[1]
+            d = _np_partial(eqn.primitive.name, p, vals, k, shape)
+            if d is None:
+                x = jnp.asarray(vals[k])
+                d = jax.jvp(f, (x,), (jnp.ones_like(x),))[1]
             d = np.broadcast_to(np.asarray(d, np.float64), shape).ravel()
             out[k] = _to_operand(_scale(a, d), np.shape(vals[k]), s_v)
     elif kind == "move":
         for k in dep:
+            src = _np_move(eqn.primitive.name, p, vals, k)
+            if src is not None:
+                out[k] = _pull_index(a, src, _size(vals[k]))
+                continue
             probe = []
             for j, v in enumerate(vals):
                 if j == k:
@@ -428,9 +488,11 @@ def _pull_vjp(st, eqn, vals, dep, oid, a):
 
 
 def _check_free(a, positions, what):
-    for rows, _ in a.tables.values():
-        if np.isin(rows, positions).any():
-            raise _Unsupported(f"interacting ties at {what} (merged groups)")
+    if not a.tables or not len(positions):
+        return
+    rows = np.concatenate([r for r, _ in a.tables.values()])
+    if np.isin(rows, positions).any():
+        raise _Unsupported(f"interacting ties at {what} (merged groups)")
 
 
 def _pull_select(st, vals, dep, branches, active, cmp_id, a):
@@ -447,27 +509,51 @@ def _pull_select(st, vals, dep, branches, active, cmp_id, a):
         if k not in dep:
             continue
         mask = (single & (first == opt)) * fac
-        part = _scale(a, mask)
-        part.tables = {g: t for g, t in part.tables.items() if np.any(t[1] != 0)}
+        part = _scale(a, mask, drop=True)
         _accumulate(full, k, part)
     if len(tied):
         if cmp_id is not None:
             _, key, flip = st.tied_cmp[cmp_id]
-            gids = [st.cmp_groups.setdefault((key, int(q)), st.new_gid()) for q in tied]
+            gids = []
+            for q in tied.tolist():
+                if (key, q) not in st.cmp_groups:
+                    st.cmp_groups[(key, q)] = st.new_gid()
+                gids.append(st.cmp_groups[(key, q)])
         else:
             gids = [st.new_gid() for _ in tied]
-        for q, g in zip(tied, gids):
-            # options in the choice's order: for a shared comparison, option 0 is the side where
-            # the predicate equals ``flip``
-            opts = [int(flip), int(not flip)] if cmp_id is not None else np.flatnonzero(active[:, q])
-            row = a.center[q]
-            for o, b in enumerate(opts):
-                k, fac = branches[b]
-                if k not in dep:
-                    continue
-                v = np.zeros((len(opts), 1, m))
-                v[o, 0] = fac * row
-                _add_table(full[k].tables, g, np.array([q]), v)
+        if cmp_id is not None:
+            opts = np.tile(np.array([int(flip), int(not flip)]), (len(tied), 1))
+        else:
+            opts = None
+            sub = active[:, tied]
+            if np.all(sub == sub[:, :1]):  # the same active branches at every tied position
+                opts = np.tile(np.flatnonzero(sub[:, 0]), (len(tied), 1))
+        if opts is not None:
+            # vectorized: position t, option o gives branch opts[t, o] the row fac · A_v[tied[t]]
+            rows_c = a.center[tied]
+            for k in {branches[b][0] for b in np.unique(opts)} & set(dep):
+                V = np.zeros((len(tied), opts.shape[1], 1, m))
+                for o in range(opts.shape[1]):
+                    bk, fac = zip(*[branches[b] for b in opts[:, o]])
+                    sel = (np.array(bk) == k)
+                    V[sel, o, 0] += np.array(fac)[sel, None] * rows_c[sel]
+                tabs = full[k].tables
+                for t, (q, g) in enumerate(zip(tied.tolist(), gids)):
+                    if g in tabs:
+                        _add_table(tabs, g, np.array([q]), V[t])
+                    else:
+                        tabs[g] = (np.array([q]), V[t])
+        else:
+            for q, g in zip(tied, gids):
+                opts_q = np.flatnonzero(active[:, q])
+                row = a.center[q]
+                for o, b in enumerate(opts_q):
+                    k, fac = branches[b]
+                    if k not in dep:
+                        continue
+                    v = np.zeros((len(opts_q), 1, m))
+                    v[o, 0] = fac * row
+                    _add_table(full[k].tables, g, np.array([q]), v)
     return {k: _to_operand(full[k], np.shape(vals[k]), s) for k in full}
 
 
@@ -544,7 +630,8 @@ def _reverse(closed, leaves, diff, tol):
             for g, (rows, vals) in a.tables.items():
                 _add_table(tables, g, rows + off, vals)
         off += s
-    if not np.all(np.isfinite(center)) or not all(np.all(np.isfinite(v)) for _, v in tables.values()):
+    flat = np.concatenate([v.ravel() for _, v in tables.values()]) if tables else np.zeros(0)
+    if not np.all(np.isfinite(center)) or not np.all(np.isfinite(flat)):
         raise _Unsupported("a non-finite derivative")
     return outs, _assemble(center, tables, m, N)
 
@@ -553,11 +640,23 @@ def _assemble(center_t, tables, m, N):
     """MatrixSet (m, N) of C + Σ_g conv{T_g[a]} from transposed center and tables."""
     center = np.ascontiguousarray(center_t.T).reshape(-1)
     groups = []
-    for rows, vals in tables.values():
+    # two-option tables on one row (independent kinks of elementwise primitives): vectorized
+    simple = [(r, v) for r, v in tables.values() if v.ndim == 3 and v.shape[0] == 2 and len(r) == 1]
+    rest = [(r, v) for r, v in tables.values() if not (v.ndim == 3 and v.shape[0] == 2 and len(r) == 1)]
+    if simple:
+        rows = np.array([r[0] for r, _ in simple])
+        V = np.stack([v[:, 0, :] for _, v in simple])  # (G, 2, m)
+        idx = np.arange(m)[None, :] * N + rows[:, None]  # (G, m)
+        np.add.at(center, idx.ravel(), V[:, 0, :].ravel())
+        diff = V[:, 1, :] - V[:, 0, :]
+        for g in np.flatnonzero(np.any(diff != 0, axis=1)):
+            live = np.flatnonzero(diff[g] != 0)
+            groups.append(_Group(idx[g, live], np.stack([np.zeros(len(live)), diff[g, live]])))
+    for rows, vals in rest:
         K = math.prod(vals.shape[:-2])
         pts = np.ascontiguousarray(np.swapaxes(vals.reshape((K,) + vals.shape[-2:]), 1, 2)).reshape(K, -1)
         idx = (np.arange(m)[:, None] * N + rows[None, :]).ravel()
-        center[idx] += pts[0]
+        np.add.at(center, idx, pts[0])
         pts = pts - pts[0]
         live = np.flatnonzero(np.any(pts != 0, axis=0))
         if len(live):
