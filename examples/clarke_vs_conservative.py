@@ -30,7 +30,7 @@ vertex of ∂ᶜf(x) is a limit of Jacobians jax.jacfwd(f)(x + h·d) sampled nea
   independent problem-table cascade), differentiated in (F_H1, F_H2) at F_H2 = 0.5 where the
   pinch candidates 90 and 30 tie (Q_H = 80);
 * the identity written as relu(x) - relu(-x) + a·(relu(x) - relu(-x) - x): program set
-  [-2a, 2 + 2a] for the derivative 1;
+  [-a, 2 + a] for the derivative 1;
 * duplicated neurons (k+1)·relu(w·x) - Σ_{i≤k} relu(w·x) = relu(w·x): the program's set is 2k+1
   times longer than conv{0, w} (131× at k = 65);
 * ``jax.nn.softplus`` at 0: its ``where``-based implementation gives [-0.5, 1.5] for 1/2;

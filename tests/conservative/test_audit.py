@@ -6,6 +6,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conservative import ADAudit, audit_ad, jacobian
 from conservative._audit import INSIDE, INSIDE_OUTER, OUTSIDE, SPURIOUS
@@ -95,3 +97,27 @@ def test_errors():
     with pytest.raises(ValueError, match="non-finite"):
         audit_ad(jnp.abs, elements={"m": [[np.nan]]})(jnp.zeros(1))
 
+
+
+@settings(max_examples=3, deadline=None)
+@given(st.integers(0, 10_000))
+def test_ad_elements_are_never_outside_the_program_set(seed):
+    # random relu/abs/max compositions with a duplicated and a cancelling neuron, at the kink 0:
+    # JAX's elements lie in the program's set (inside Clarke or spurious), and the verdicts agree
+    # with a direct distance to the Clarke set
+    rng = np.random.default_rng(seed)
+    W1 = rng.integers(-2, 3, (4, 2)).astype(float)
+    W1[1] = W1[0]
+    W2 = rng.integers(-2, 3, (2, 4)).astype(float)
+
+    def f(x):
+        h = W1 @ x
+        h = jnp.stack([jax.nn.relu(h[0]), -jax.nn.relu(h[1]), jnp.abs(h[2]), jnp.maximum(h[3], -h[3] / 2)])
+        return jnp.stack([jnp.max(W2 @ h), jax.nn.relu(h[2]) - jax.nn.relu(-h[2])])
+
+    a = audit_ad(f)(jnp.zeros(2))
+    for e in a.elements:
+        assert e.verdict in (INSIDE, SPURIOUS), str(a)
+        d = a.clarke.distance(e.matrix)
+        assert (e.verdict == INSIDE) == (d <= a.tol), (d, str(a))
+        assert e.clarke_distance[0] <= d <= e.clarke_distance[1] + a.tol
