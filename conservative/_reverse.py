@@ -46,8 +46,8 @@ import numpy as np
 
 from . import _rules as R
 from ._jacobian import _prepare, jacobian
-from ._matrix_set import MatrixSet, _Group
-from ._selections import _add_table
+from ._matrix_set import MatrixSet, SetTooLargeError, _Group
+from ._selections import Choices, _add_table
 
 __all__ = ["jacobian_reverse"]
 
@@ -275,12 +275,16 @@ class _Adj:
         self.tables = tables if tables is not None else {}
 
 
-def _accumulate(adj, i, a):
+def _accumulate(adj, i, a, st=None):
     if a is None:
         return
+    if st is not None:
+        a = _canonical(st, a)
     if i not in adj:
         adj[i] = a
         return
+    if st is not None:
+        adj[i] = _canonical(st, adj[i])
     b = adj[i]
     b.center = b.center + a.center
     for g, (rows, vals) in a.tables.items():
@@ -458,10 +462,11 @@ def _pull_vjp(st, eqn, vals, dep, oid, a):
     cts = [a.center.T]
     spans = []
     for g, (rows, v) in a.tables.items():
-        K = v.shape[0]
+        lead = v.shape[:-2]
+        K = math.prod(lead)
         dense = np.zeros((K, m, s_v))
-        dense[:, :, rows] = np.transpose(v, (0, 2, 1))
-        spans.append((g, K))
+        dense[:, :, rows] = np.transpose(v.reshape((K,) + v.shape[-2:]), (0, 2, 1))
+        spans.append((g, lead))
         cts.append(dense.reshape(K * m, s_v))
     cts = np.concatenate(cts)
     s_in = sum(_size(vals[k]) for k in dep)
@@ -477,22 +482,23 @@ def _pull_vjp(st, eqn, vals, dep, oid, a):
         r = res[j]
         adj = _Adj(np.ascontiguousarray(r[:m].T))
         pos = m
-        for g, K in spans:
+        for g, lead in spans:
+            K = math.prod(lead)
             blk = r[pos:pos + K * m].reshape(K, m, -1)
             pos += K * m
             rows = np.flatnonzero(np.any(blk != 0, axis=(0, 1)))
             if len(rows):
-                adj.tables[g] = (rows, np.transpose(blk[:, :, rows], (0, 2, 1)))
+                adj.tables[g] = (rows, np.transpose(blk[:, :, rows], (0, 2, 1)).reshape(lead + (len(rows), m)))
         out[k] = adj
     return out
 
 
-def _check_free(a, positions, what):
+def _touched(a, positions):
+    """Mask of ``positions`` whose rows some table of ``a`` touches (a tie there interacts)."""
     if not a.tables or not len(positions):
-        return
+        return np.zeros(len(positions), bool)
     rows = np.concatenate([r for r, _ in a.tables.values()])
-    if np.isin(rows, positions).any():
-        raise _Unsupported(f"interacting ties at {what} (merged groups)")
+    return np.isin(positions, rows)
 
 
 def _pull_select(st, vals, dep, branches, active, cmp_id, a):
@@ -503,7 +509,19 @@ def _pull_select(st, vals, dep, branches, active, cmp_id, a):
     first = np.argmax(active, axis=0)
     single = count == 1
     tied = np.flatnonzero(~single)
-    _check_free(a, tied, "a selection")
+    a = _Adj(a.center, dict(a.tables))
+    touched = _touched(a, tied)
+    joint = {}  # tied position whose row depends on earlier ties -> (root, R, base)
+    for q in tied[touched].tolist():
+        if cmp_id is not None:
+            _, key, flip = st.tied_cmp[cmp_id]
+            if (key, q) not in st.cmp_groups:
+                st.cmp_groups[(key, q)] = st.new_gid(2)
+            b = st.cmp_groups[(key, q)]
+        else:
+            b = st.new_gid(int(active[:, q].sum()))
+        joint[q] = (*_joint_row(st, a, q, b), b)
+    tied = tied[~touched]
     full = {}
     for opt, (k, fac) in enumerate(branches):
         if k not in dep:
@@ -517,10 +535,10 @@ def _pull_select(st, vals, dep, branches, active, cmp_id, a):
             gids = []
             for q in tied.tolist():
                 if (key, q) not in st.cmp_groups:
-                    st.cmp_groups[(key, q)] = st.new_gid()
+                    st.cmp_groups[(key, q)] = st.new_gid(2)
                 gids.append(st.cmp_groups[(key, q)])
         else:
-            gids = [st.new_gid() for _ in tied]
+            gids = [st.new_gid(int(active[:, q].sum())) for q in tied]
         if cmp_id is not None:
             opts = np.tile(np.array([int(flip), int(not flip)]), (len(tied), 1))
         else:
@@ -554,7 +572,15 @@ def _pull_select(st, vals, dep, branches, active, cmp_id, a):
                     v = np.zeros((len(opts_q), 1, m))
                     v[o, 0] = fac * row
                     _add_table(full[k].tables, g, np.array([q]), v)
-    return {k: _to_operand(full[k], np.shape(vals[k]), s) for k in full}
+    for q, (root, row_q, b) in joint.items():
+        opts_q = ([int(st.tied_cmp[cmp_id][2]), int(not st.tied_cmp[cmp_id][2])] if cmp_id is not None
+                  else np.flatnonzero(active[:, q]).tolist())
+        for o, br in enumerate(opts_q):
+            k, fac = branches[br]
+            if k in dep:
+                v = (fac * row_q * _indicator(st, b, o, root))[..., None, :]
+                _add_table(full[k].tables, root, np.array([q]), v)
+    return {k: _to_operand(_canonical(st, full[k]), np.shape(vals[k]), s) for k in full}
 
 
 def _pull_extremum(st, src, active, s_u, a):
@@ -563,31 +589,71 @@ def _pull_extremum(st, src, active, s_u, a):
     single = count == 1
     first = src[np.arange(len(src)), np.argmax(active, axis=1)]
     lines = np.flatnonzero(~single)
-    _check_free(a, lines, "reduce_max/min")
+    a = _Adj(a.center, dict(a.tables))
+    joint = {}
+    for o in lines[_touched(a, lines)].tolist():
+        b = st.new_gid(int(active[o].sum()))
+        joint[o] = (*_joint_row(st, a, o, b), b)
     res = _pull_index(a, np.where(single, first, -1), s_u)
     for o in lines:
         rows = np.sort(src[o][active[o]])
         n = len(rows)
+        if o in joint:
+            root, row_o, b = joint[o]
+            v = np.stack([row_o * _indicator(st, b, k, root) for k in range(n)], axis=-2)  # (..., n, m)
+            _add_table(res.tables, root, rows, v)
+            continue
         v = np.zeros((n, n, m))
         v[np.arange(n), np.arange(n)] = a.center[o]
-        _add_table(res.tables, st.new_gid(), rows, v)
-    return res
+        _add_table(res.tables, st.new_gid(n), rows, v)
+    return _canonical(st, res)
 
 
-def _gids(st):
+def _gids(st, max_selections):
     st.cmp_groups = {}
-    st.gid_next = 0
-
-    def new_gid():
-        st.gid_next += 1
-        return st.gid_next - 1
-
-    st.new_gid = new_gid
+    st.ch = Choices(max_selections)
+    st.new_gid = st.ch.new_group
 
 
-def _reverse(closed, leaves, diff, tol):
+def _canonical(st, a):
+    """Re-key the tables of ``a`` by their current root group (lifted to its joint options)."""
+    ch = st.ch
+    if all(ch.find(g) == g for g in a.tables):
+        return a
+    out: dict = {}
+    for g, (rows, vals) in a.tables.items():
+        root = ch.find(g)
+        _add_table(out, root, rows, np.array(ch.lift(vals, g, root)))
+    return _Adj(a.center, out)
+
+
+def _joint_row(st, a, q, b):
+    """Merge the new base choice ``b`` with the groups the row ``q`` of ``a`` depends on, remove row q
+    from their tables and return (root, R) with R (root options..., m) the row under each joint option."""
+    ch = st.ch
+    touching = [g for g, (rows, _) in a.tables.items() if np.any(rows == q)]
+    root = ch.merge([b] + touching)
+    R = np.broadcast_to(a.center[q], ch.shape(root) + a.center[q].shape).copy()
+    for g in touching:
+        rows, vals = a.tables.pop(g)
+        at = int(np.flatnonzero(rows == q)[0])
+        R = R + ch.lift(vals[..., at, :], g, root)
+        keep = rows != q
+        if keep.any():
+            a.tables[g] = (rows[keep], vals[..., keep, :])
+    return root, R
+
+
+def _indicator(st, b, o, root):
+    """[σ_b = o] on the joint options of ``root`` ⊇ b, shape (root options..., 1)."""
+    e = np.zeros((st.ch.size[b], 1))
+    e[o] = 1.0
+    return st.ch.lift(e, b, root)
+
+
+def _reverse(closed, leaves, diff, tol, max_selections):
     st = _State(tol)
-    _gids(st)
+    _gids(st, max_selections)
     args = []
     in_ids = {}
     for i, leaf in enumerate(leaves):
@@ -616,8 +682,8 @@ def _reverse(closed, leaves, diff, tol):
         a = adj.pop(entry[4], None)
         if a is None:
             continue
-        for k, b in _backward(st, entry, a).items():
-            _accumulate(adj, entry[3][k], b)
+        for k, b in _backward(st, entry, _canonical(st, a)).items():
+            _accumulate(adj, entry[3][k], b, st)
     sizes = [_size(leaves[i]) for i in diff]
     N = int(sum(sizes))
     center = np.zeros((N, m))
@@ -626,6 +692,7 @@ def _reverse(closed, leaves, diff, tol):
     for i, s in zip(diff, sizes):
         a = adj.get(in_ids[i])
         if a is not None:
+            a = _canonical(st, a)
             center[off:off + s] += a.center
             for g, (rows, vals) in a.tables.items():
                 _add_table(tables, g, rows + off, vals)
@@ -694,8 +761,8 @@ def jacobian_reverse(fun, argnums=0, *, tol: float = 0.0, max_selections: int = 
             if key is not None:
                 cache[key] = closed
         try:
-            _, J = _reverse(closed, leaves, diff, tol)
-        except _Unsupported as e:
+            _, J = _reverse(closed, leaves, diff, tol, max_selections)
+        except (_Unsupported, SetTooLargeError) as e:
             jac.last_mode, jac.last_reason = "forward", str(e)
             N = sum(_size(leaves[i]) for i in diff)
             if N >= FALLBACK_WARN_COLUMNS:

@@ -66,11 +66,26 @@ def test_reduce_max_ties_and_argnums_tuple():
     assert_same_set(A, B)
 
 
-def test_interacting_ties_fall_back_to_the_forward_set():
-    f = lambda x: jax.nn.relu(jnp.sum(jax.nn.relu(x)) - 1.0)  # noqa: E731
-    A, B, jr = both(f, jnp.array([0.0, 1.0]))
-    assert jr.last_mode == "forward" and "interacting" in jr.last_reason
+def test_interacting_ties_merge_into_one_group():
+    # relu(a · relu(x) - 1) at x = (0, 0, 1), a = (1, 2, 1): the outer tie multiplies the inner ones,
+    # gradient = s_out · (a_i s_i) with s_out, s_1, s_2 ∈ {0, 1} jointly (one merged group)
+    a = jnp.array([1.0, 2.0, 1.0])
+    f = lambda x: jax.nn.relu(a @ jax.nn.relu(x) - 1.0)  # noqa: E731
+    A, B, jr = both(f, jnp.array([0.0, 0.0, 1.0]))
+    assert jr.last_mode == "reverse"
+    expect = {(s0 * s1 * 1.0, s0 * s2 * 2.0, s0 * 1.0) for s0 in (0, 1) for s1 in (0, 1) for s2 in (0, 1)}
+    hull = C.MatrixSet(np.array(sorted(expect))[:, None, :])
+    assert_same_set(A, hull)
     assert_same_set(A, B)
+
+
+def test_same_comparison_inside_and_outside_a_product():
+    # where(x > 0, ...) read by two nested selects at the same tie: one choice, multiplied with itself
+    f = lambda x: jnp.where(x > 0, jnp.where(x > 0, 3 * x, 0.0) + jnp.maximum(x, 0.0), 0.0)  # noqa: E731
+    A, B, jr = both(f, jnp.array([0.0]))
+    assert jr.last_mode == "reverse"
+    assert_same_set(A, B)
+    assert np.allclose(sorted(A.vertices.ravel()), sorted(B.vertices.ravel()))
 
 
 @pytest.mark.parametrize("f, x", [
