@@ -13,6 +13,7 @@ from __future__ import annotations
 import jax.extend.core as jcore
 import jax.numpy as jnp
 import numpy as np
+import scipy.sparse as sp
 
 from . import _lowerings as L
 from . import _rules as R
@@ -100,6 +101,7 @@ def _raise_nonfinite(name):
 def _concat(ctx, reps, sizes):
     N = ctx.ncols
     if any(isinstance(r, S.SRep) for r in reps):
+        reps = [S.SRep(sp.csr_array(r.center)) if isinstance(r, JRep) and not r.tables else r for r in reps]
         if all(r is None or isinstance(r, S.SRep) for r in reps):
             return S.vstack(reps, sizes, N)
         reps = [S.densify(ctx.choices, r, "concatenating outputs") for r in reps]

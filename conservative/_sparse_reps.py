@@ -179,16 +179,23 @@ def restrict(rep: SRep, mask: np.ndarray) -> SRep:
     return SRep(center, batches)
 
 
+def _dense_entries(rep: SRep) -> int:
+    """Numbers stored by the dense ``JRep`` of ``rep``: the center and one (K, 1, N) table per entry."""
+    s, N = rep.center.shape
+    return s * N + sum(len(b.opts) * b.t * N for b in rep.batches)
+
+
 def densify(ch, rep, what: str) -> JRep:
     """The dense ``JRep`` of a sparse rep (for rules without a sparse form); a ``SetTooLargeError``
     above ``MAX_DENSE_ENTRIES`` entries."""
     if not isinstance(rep, SRep):
         return rep
     s, N = rep.center.shape
-    if s * N > MAX_DENSE_ENTRIES:
+    if _dense_entries(rep) > MAX_DENSE_ENTRIES:
         raise SetTooLargeError(
             f"jacobian: {what} needs the dense Jacobian of a value of size {s} with respect to {N} inputs "
-            f"({s * N} entries, above conservative._sparse_reps.MAX_DENSE_ENTRIES={MAX_DENSE_ENTRIES}): it has "
+            f"and {sum(b.t for b in rep.batches)} tie rows ({_dense_entries(rep)} entries, above "
+            f"conservative._sparse_reps.MAX_DENSE_ENTRIES={MAX_DENSE_ENTRIES}): it has "
             "no sparse rule (sparse rules: elementwise primitives, sums, data movement, small linearizations, "
             "max/min/abs/clamp/where with independent ties). Raise the limit if the memory is there."
         )
@@ -280,6 +287,10 @@ def push(ctx, eqn, vals, reps, outs):
     if len(outs) != 1 or not R.is_float(outs[0]):
         return None
     diff = [i for i, r in enumerate(reps) if r is not None and R.is_float(vals[i])]
+    reps = list(reps)
+    for i in diff:
+        if isinstance(reps[i], JRep) and not reps[i].tables:
+            reps[i] = SRep(_csr(reps[i].center))  # a dense value without ties joins the sparse ones
     if any(not isinstance(reps[i], SRep) for i in diff):
         return None
     name = eqn.primitive.name
@@ -313,7 +324,7 @@ def push(ctx, eqn, vals, reps, outs):
     if not all(np.all(np.isfinite(L.data)) for L in maps):
         return None  # the dense rules record where a derivative is not finite
     out = add([apply_linear(reps[i], L) for i, L in zip(diff, maps)])
-    if out.center.nnz > DENSE_FRACTION * s_out * out.ncols and s_out * out.ncols <= MAX_DENSE_ENTRIES:
+    if out.center.nnz > DENSE_FRACTION * s_out * out.ncols and _dense_entries(out) <= MAX_DENSE_ENTRIES:
         return [densify(ctx.choices, out, f"primitive '{name}'")]  # the Jacobian became dense
     return [out]
 
