@@ -38,8 +38,7 @@ def test_identity_written_with_relus_is_spurious():
 def test_abs_softplus_and_duplicated_neurons_are_inside_clarke():
     w = jnp.array([1.0, -2.0])
     dup = lambda x: 5 * jax.nn.relu(w @ x) - sum(jax.nn.relu(w @ x) for _ in range(4))  # noqa: E731
-    for f, x in [(jnp.abs, jnp.zeros(1)), (jax.nn.softplus, jnp.zeros(1)), (dup, jnp.zeros(2)),
-                 (jnp.max, jnp.zeros(3))]:
+    for f, x in [(jnp.abs, jnp.zeros(1)), (jax.nn.softplus, jnp.zeros(1)), (dup, jnp.zeros(2))]:
         a = audit_ad(f)(x)
         a.assert_clarke()
         assert all(v == INSIDE for v in a.verdicts.values()), a
