@@ -11,7 +11,10 @@
   sum-of-squares bounds); ``nilpotency_index`` (exact JSR = 0 test); ``block_triangularize``
   (reducibility preprocessing); ``exact_eigenvalues`` (sympy);
 * fixed sets of contracting families of [A, B] blocks: ``fixed_set`` → (MatrixSet, error bound),
-  ``fixed_set_iteration`` (iterates with the a-priori and a-posteriori bounds);
+  ``fixed_set_iteration`` (iterates with the a-priori and a-posteriori bounds), from any certified
+  contraction: an ellipsoidal norm, ``product_contraction`` (‖A_{w_1}⋯A_{w_k}‖ < 1 for all words of
+  length k, ``ProductContraction``), ``polytope_contraction`` (an extremal invariant-polytope norm,
+  ``PolytopeContraction``) or a ``JSRResult``;
 * implicit vs piggyback limits: ``implicit_set``, ``compare_limits`` (J_imp ⊆ J_pb, strictness);
 * the one-call check ``derivative_convergence(F, x0, theta)`` → ``DerivativeConvergence`` (x̄, the
   family at x̄ with a derived tie tolerance, Assumption A or JSR bounds, fix 𝒥, J_imp, predicted
@@ -39,9 +42,11 @@ from ._bounds import (
 )
 from ._contraction import (
     ContractionCertificate,
+    ProductContraction,
     certify_norm,
     contraction_factor,
     max_singular_value,
+    product_contraction,
 )
 from ._convergence_report import VERDICTS, DerivativeConvergence
 from ._derivative_convergence import derivative_convergence, fit_rate
@@ -51,6 +56,7 @@ from ._invariant_polytope import InvariantPolytope, invariant_polytope, verify_p
 from ._jsr import JSRResult, exact_eigenvalues, exact_product, jsr, symmetric_lift, word_product
 from ._limits import ImplicitSet, LimitComparison, compare_limits, implicit_set
 from ._nilpotent import NilpotencyCertificate, is_jointly_nilpotent, nilpotency_index
+from ._polytope_norm import PolytopeContraction, polytope_contraction
 from ._reducibility import BlockCertificate, BlockTriangularization, block_triangularize
 from ._sos import SOSCertificate, sos_jsr_bound
 from ._sweep import SweepResult, load_sweep, sweep
@@ -64,6 +70,7 @@ __all__ = [
     "BlockTriangularization", "BlockCertificate", "block_triangularize",
     "SOSCertificate", "sos_jsr_bound",
     "FixedSetIteration", "fixed_set", "fixed_set_iteration",
+    "ProductContraction", "product_contraction", "PolytopeContraction", "polytope_contraction",
     "ImplicitSet", "implicit_set", "LimitComparison", "compare_limits",
     "one_step_error_bound", "one_step_error_bound_superlinear", "implicit_error_bound_one_step_paper",
     "estimator_error_bounds",
