@@ -249,7 +249,8 @@ def _eqn(st, eqn, ins):
         ext = xm.max(axis=1, keepdims=True) if name == "reduce_max" else xm.min(axis=1, keepdims=True)
         kind, extra = "reduce_ext", (src, R.tie(xm - ext, st.tol))
     elif name in R.SMOOTH and name not in _SPECTRAL:
-        if name in _ELEMENTWISE and all(np.shape(v) in (shape, ()) for v, d in zip(vals, dep) if d):
+        if name in _ELEMENTWISE and all(np.broadcast_shapes(np.shape(v), shape) == shape
+                                        for v, d in zip(vals, dep) if d):
             kind = "elementwise"
         elif name in _MOVES:
             kind = "move"
@@ -340,11 +341,14 @@ def _pull_gather(a, dst):
     return _Adj(a.center[dst], tables)
 
 
-def _to_operand(a, shape_u, s_v):
-    """Adjoint of an operand broadcast to the output's shape (shape () or the output's shape)."""
-    if shape_u == () and s_v != 1:
-        return _pull_index(a, np.zeros(s_v, np.int64), 1)
-    return a
+def _to_operand(a, shape_u, shape_v):
+    """Adjoint of an operand of shape ``shape_u`` broadcast (size-1 or missing dimensions) to the
+    output's shape ``shape_v``: the rows of the positions reading one operand entry are summed."""
+    shape_u, shape_v = tuple(shape_u), tuple(shape_v)
+    if shape_u == shape_v:
+        return a
+    src = np.broadcast_to(np.arange(math.prod(shape_u)).reshape(shape_u), shape_v).ravel()
+    return _pull_index(a, src, math.prod(shape_u))
 
 
 def _np_partial(name, p, vals, k, shape):
@@ -397,7 +401,6 @@ def _np_move(name, p, vals, k):
 def _backward(st, entry, a):
     kind, eqn, vals, in_ids, oid, extra = entry
     p = eqn.params
-    s_v = a.center.shape[0]
     out = {}
     dep = [k for k, i in enumerate(in_ids) if i is not None]
     if kind == "elementwise":
@@ -412,7 +415,7 @@ def _backward(st, entry, a):
                 x = jnp.asarray(vals[k])
                 d = jax.jvp(f, (x,), (jnp.ones_like(x),))[1]
             d = np.broadcast_to(np.asarray(d, np.float64), shape).ravel()
-            out[k] = _to_operand(_scale(a, d), np.shape(vals[k]), s_v)
+            out[k] = _to_operand(_scale(a, d), np.shape(vals[k]), shape)
     elif kind == "move":
         for k in dep:
             src = _np_move(eqn.primitive.name, p, vals, k)
@@ -427,7 +430,9 @@ def _backward(st, entry, a):
                     probe.append(jnp.zeros(np.shape(v), jnp.float64))
                 else:
                     probe.append(v)
-            src = np.rint(np.asarray(eqn.primitive.bind(*probe, **p), np.float64)).astype(np.int64).ravel() - 1
+            moved = np.asarray(eqn.primitive.bind(*probe, **p), np.float64).ravel()
+            # positions filled rather than read (a gather's fill value, NaN by default) read nothing
+            src = np.where(np.isfinite(moved), np.rint(np.nan_to_num(moved)), 0).astype(np.int64) - 1
             out[k] = _pull_index(a, src, _size(vals[k]))
     elif kind == "reduce_sum":
         shape_u = np.shape(vals[0])
@@ -442,7 +447,7 @@ def _backward(st, entry, a):
         out.update(_pull_vjp(st, eqn, vals, dep, oid, a))
     elif kind == "select":
         branches, active, cmp_id = extra
-        out.update(_pull_select(st, vals, dep, branches, active, cmp_id, a))
+        out.update(_pull_select(st, vals, dep, branches, active, cmp_id, a, st.shape[oid]))
     elif kind == "reduce_ext":
         src, active = extra
         out[0] = _pull_extremum(st, src, active, _size(vals[0]), a)
@@ -501,7 +506,7 @@ def _touched(a, positions):
     return np.isin(positions, rows)
 
 
-def _pull_select(st, vals, dep, branches, active, cmp_id, a):
+def _pull_select(st, vals, dep, branches, active, cmp_id, a, shape):
     """y[p] = branch_{σ_p}[p] among the active branches; tied positions become base choices."""
     K, s = active.shape
     m = a.center.shape[1]
@@ -580,7 +585,7 @@ def _pull_select(st, vals, dep, branches, active, cmp_id, a):
             if k in dep:
                 v = (fac * row_q * _indicator(st, b, o, root))[..., None, :]
                 _add_table(full[k].tables, root, np.array([q]), v)
-    return {k: _to_operand(_canonical(st, full[k]), np.shape(vals[k]), s) for k in full}
+    return {k: _to_operand(_canonical(st, full[k]), np.shape(vals[k]), shape) for k in full}
 
 
 def _pull_extremum(st, src, active, s_u, a):
