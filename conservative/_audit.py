@@ -35,7 +35,7 @@ from jax.flatten_util import ravel_pytree
 from ._clarke import ClarkeSet, clarke_jacobian
 from ._jacobian import jacobian
 from ._lexicographic import _argnums
-from ._matrix_set import MatrixSet
+from ._matrix_set import MatrixSet, SetTooLargeError
 
 __all__ = ["audit_ad", "ADAudit", "AuditedElement", "INSIDE", "SPURIOUS", "OUTSIDE", "UNDECIDED"]
 
@@ -110,8 +110,7 @@ class ADAudit:
         m, n = self.clarke.shape
         kind = "exact" if self.exact else f"outer approximation ({self.clarke.undecided} undecided patterns)"
         lines = [f"AD audit ({m}×{n} Jacobian, tol {self.tol:.3g}): Clarke Jacobian {kind} with "
-                 f"{len(self.clarke.vertices)} vertices, program's conservative set with "
-                 f"{len(self.conservative.vertices)} vertices"]
+                 f"{_size_text(self.clarke)}, program's conservative set with {_size_text(self.conservative)}"]
         lines += ["  " + e.line() for e in self.elements]
         return "\n".join(lines)
 
@@ -140,6 +139,19 @@ class ADAudit:
         if isinstance(names, str):
             names = [names]
         return tuple(self.element(nm) for nm in names)
+
+
+def _size_text(S: MatrixSet) -> str:
+    try:
+        return f"{len(S.vertices)} vertices"
+    except SetTooLargeError:  # too many to enumerate: describe the stored structure instead
+        return f"a Minkowski sum of {S.num_groups} hulls"
+
+
+def _norm_bound(S: MatrixSet) -> float:
+    """An upper bound on ‖X‖_F over S = C + Σ_g conv(G_g), without enumerating vertices."""
+    return float(np.linalg.norm(S.center)) + sum(float(np.max(np.linalg.norm(G.reshape(len(G), -1), axis=1)))
+                                                 for G in S.groups)
 
 
 def _verdict(clarke_db, cons_db, tol, exact):
@@ -182,8 +194,8 @@ def audit_ad(fun, argnums=0, *, tol: float | None = None, elements=None, modes=(
     ``modes`` (``"jacfwd"``, ``"jacrev"``) and each extra matrix in ``elements`` (a dict name → m × n
     array, flattened like ``conservative.jacobian``), the certified distances to both sets and a verdict.
 
-    * ``tol``: verdict tolerance on Frobenius distances; default 1e3·eps·max(1, ‖M‖, max vertex norm)
-      (QP accuracy of the distance bounds, scaled to the data).
+    * ``tol``: verdict tolerance on Frobenius distances; default 1e3·eps·max(1, ‖M‖, sup ‖X‖ over the
+      program's set) (the accuracy of the distance bounds, scaled to the data).
 
     Errors: ``TypeError``/``ValueError`` for bad arguments; the errors of ``clarke_jacobian`` and
     ``conservative.jacobian`` (``JumpError``, ``NotImplementedError`` where higher order decides,
@@ -235,7 +247,7 @@ def audit_ad(fun, argnums=0, *, tol: float | None = None, elements=None, modes=(
             if not np.all(np.isfinite(M)):
                 raise ValueError(f"elements[{name!r}]: contains non-finite values")
             mats[name] = M
-        scale = max([1.0, float(np.abs(P.vertices).max(initial=0.0))]
+        scale = max([1.0, _norm_bound(P)]
                     + [float(np.linalg.norm(M)) for M in mats.values()])
         t = 1e3 * _EPS * scale if tol is None else float(tol)
         audited = []

@@ -120,3 +120,17 @@ def test_ad_elements_are_never_outside_the_program_set(seed):
         d = a.clarke.distance(e.matrix)
         assert (e.verdict == INSIDE) == (d <= a.tol), (d, str(a))
         assert e.clarke_distance[0] <= d <= e.clarke_distance[1] + a.tol
+
+
+def test_program_sets_too_large_to_enumerate():
+    # 41 copies of the same relu: 2^41 candidate vertices of the program's set, never enumerated;
+    # the program's set is the segment [-40, 41]·w, the Clarke Jacobian conv{0, w}
+    w = jnp.array([1.0, -2.0])
+    k = 40
+    f = lambda x: (k + 1) * jax.nn.relu(w @ x) - sum(jax.nn.relu(w @ x) for _ in range(k))  # noqa: E731
+    a = audit_ad(f, modes=("jacfwd",), elements={"far": np.asarray([41.0 * w])})(jnp.zeros(2))
+    assert "a Minkowski sum of" in str(a)
+    assert a.verdicts == {"jacfwd": INSIDE, "far": SPURIOUS}
+    # d(41·w, conv{0, w}) = 40·‖w‖
+    far = a.element("far")
+    assert abs(far.clarke_distance[1] - 40 * np.sqrt(5.0)) <= 1e3 * EPS * 41 * np.sqrt(5.0)
