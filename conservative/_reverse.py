@@ -13,9 +13,12 @@ untied pieces, T_{v,g} a table over the options of the base choice g stored on t
 touches.  Smooth primitives pull C_v and every table back through their (linear) VJP; a tied
 position of a nonsmooth primitive (``max``/``min``/``abs``/``clamp``, ``reduce_max``/``reduce_min``,
 ``select_n`` on a tied comparison whose branch values agree) turns its adjoint row into a new base
-choice, one option per active piece.  A comparison read by several ``select_n`` gives one base
-choice per position, shared by all of them (correlated: one axis).  The Jacobian is affine in each
-choice, so the result is C + Σ_g conv{T_g[a]} (a Minkowski sum of hulls), the forward set.
+choice, one option per active piece, merged with the groups that row already depends on.  A
+comparison read by several ``select_n`` gives one base choice per position, shared by all of them
+(correlated: one axis); comparisons asking about the same tie (``a < b``, ``b >= a``, ...) share it
+as in forward mode.  Groups are disjoint, so the result is C + Σ_g conv{T_g[a]} (a Minkowski sum of
+hulls), the forward set conv{J_σ} (Bolte & Pauwels 2021: sum and chain rule of conservative
+calculus, one independent choice per occurrence of a nonsmooth primitive).
 
 Supported subset (anything else raises ``_Unsupported`` and the entry falls back to the exact forward
 ``conservative.jacobian``; ``jac.last_mode`` / ``jac.last_reason`` say which ran and why):
@@ -25,10 +28,13 @@ Supported subset (anything else raises ``_Unsupported`` and the entry falls back
 * ``jit``/``pjit``/``closed_call``/``remat``/``custom_jvp_call``/``custom_vjp_call`` inlined to the
   primal (their custom rules ignored, as in forward mode);
 * the nonsmooth primitives above, ``sign``/``floor``/``ceil``/``round`` away from their jumps,
-  ``argmax``/``argmin`` without ties, comparisons (a tied one only as ``select_n`` predicate, at most
-  one tied comparison in the program, so that no two comparisons can share a tie);
-* ties that do not interact: a tie whose adjoint row already depends on another tie (a ReLU of a
-  sum of tied ReLUs, read in the chain rule after it) would need merged groups; it falls back.
+  ``argmax``/``argmin`` without ties, comparisons (a tied one only as a ``select_n`` predicate of
+  the same shape, its operands inputs-dependent values or literals, keyed like ``_ties._comparison_tie``);
+* interacting ties: a tie whose adjoint row already depends on other ties (a ReLU of a sum of tied
+  ReLUs, read after them in the sweep back) merges its base choice with their groups, as the forward
+  ``choose`` does (``_selections.Choices``: union-find, tables lifted to the joint options), so the
+  product of choices is kept exactly; the joint options are bounded by ``max_selections`` (above it,
+  forward mode decides).
 
 Falls back as well on control flow reading the inputs, sort, lowered primitives, jump points,
 non-finite values or derivatives anywhere (the forward interpreter decides removable singularities
