@@ -156,7 +156,6 @@ def section_classifier(ties=20, quick=False):
 
     segs = [flat(jax.grad(loss_forced)(params, n, j, 1.0)) - flat(jax.grad(loss_forced)(params, n, j, 0.0))
             for n, j in exact_zero]
-    base0 = flat(jax.grad(loss_forced)(params, exact_zero[0][0], exact_zero[0][1], 0.0))
     # closed form of the whole set: (grad with every tied unit's slope 0) + Σ [0,1]·seg_t;
     # compare supports in random directions
     def loss_all0(p):
