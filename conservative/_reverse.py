@@ -622,6 +622,7 @@ def _pull_extremum(st, src, active, s_u, a):
 
 def _gids(st, max_selections):
     st.cmp_groups = {}
+    st.merged = False  # no group merged yet: tables are keyed by their roots
     st.ch = Choices(max_selections)
     st.new_gid = st.ch.new_group
 
@@ -629,7 +630,7 @@ def _gids(st, max_selections):
 def _canonical(st, a):
     """Re-key the tables of ``a`` by their current root group (lifted to its joint options)."""
     ch = st.ch
-    if all(ch.find(g) == g for g in a.tables):
+    if not st.merged or all(ch.find(g) == g for g in a.tables):
         return a
     out: dict = {}
     for g, (rows, vals) in a.tables.items():
@@ -644,6 +645,7 @@ def _joint_row(st, a, q, b):
     ch = st.ch
     touching = [g for g, (rows, _) in a.tables.items() if np.any(rows == q)]
     root = ch.merge([b] + touching)
+    st.merged = True
     R = np.broadcast_to(a.center[q], ch.shape(root) + a.center[q].shape).copy()
     for g in touching:
         rows, vals = a.tables.pop(g)
@@ -727,9 +729,14 @@ def _assemble(center_t, tables, m, N):
         idx = np.arange(m)[None, :] * N + rows[:, None]  # (G, m)
         np.add.at(center, idx.ravel(), V[:, 0, :].ravel())
         diff = V[:, 1, :] - V[:, 0, :]
-        for g in np.flatnonzero(np.any(diff != 0, axis=1)):
-            live = np.flatnonzero(diff[g] != 0)
-            groups.append(_Group(idx[g, live], np.stack([np.zeros(len(live)), diff[g, live]])))
+        if m == 1:  # one entry per group: the points 0 and diff, as views of one array
+            P = np.zeros((len(rows), 2, 1))
+            P[:, 1, 0] = diff[:, 0]
+            groups.extend(_Group(idx[g], P[g]) for g in np.flatnonzero(diff[:, 0] != 0).tolist())
+        else:
+            for g in np.flatnonzero(np.any(diff != 0, axis=1)):
+                live = np.flatnonzero(diff[g] != 0)
+                groups.append(_Group(idx[g, live], np.stack([np.zeros(len(live)), diff[g, live]])))
     for rows, vals in rest:
         K = math.prod(vals.shape[:-2])
         pts = np.ascontiguousarray(np.swapaxes(vals.reshape((K,) + vals.shape[-2:]), 1, 2)).reshape(K, -1)
