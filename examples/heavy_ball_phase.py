@@ -241,7 +241,7 @@ def phase_cell(alpha, beta, mu, L, *, sectors=(4, 16), starts=64, steps=3000, js
     r = theory.jsr([M1, M2], time_limit=jsr_time_limit)
     deriv = "diverge" if r.lower > 1 else ("converge" if r.upper < 1 else "inconclusive")
     out = {"jsr_lower": r.lower, "jsr_upper": r.upper, "jsr_exact": bool(r.exact),
-           "jsr_word": "".join(str(i + 1) for i in r.certificate), "derivatives": deriv,
+           "jsr_word": [int(i) for i in r.certificate], "derivatives": deriv,
            "iterates_rate_bound": None, "iterates_certificate": None}
     if r.upper < 1:
         out.update(iterates="converge", iterates_method="jsr", iterates_rate_bound=r.upper)
@@ -464,7 +464,7 @@ def main(argv=None):
         print("  slides' point α = 1, β = 3/4: failed (see above)")
         return 1
     print(f"  slides' point α = 1, β = 3/4: {sp['class']} (JSR ∈ [{sp['jsr_lower']:.10f}, {sp['jsr_upper']:.10f}], "
-          f"word {sp['jsr_word']}; iterates by {sp['iterates_method']} {sp['iterates_certificate'] or ''}, "
+          f"word {sp['jsr_word']} (0-based indices into [M1, M2]); iterates by {sp['iterates_method']} {sp['iterates_certificate'] or ''}, "
           f"rate ≤ {sp['iterates_rate_bound']:.6f})")
     rng = s["gradient_descent"]["iterates_converge_derivatives_diverge_alpha_range"]
     print(f"  gradient descent: iterates converge, derivatives diverge for α in {rng} (exact)")

@@ -21,8 +21,8 @@ def _pieces(alpha, beta, mu=0.25, L=1.0):
 
 def _word_radius(family, word):
     P = np.eye(2)
-    for ch in word:
-        P = family[int(ch) - 1] @ P
+    for i in word:  # 0-based indices into the family, as theory.JSRResult.certificate
+        P = family[i] @ P
     return float(np.max(np.abs(np.linalg.eigvals(P)))) ** (1 / len(word))
 
 
@@ -51,7 +51,7 @@ def test_heavy_ball_phase_quick(tmp_path, assert_run_record):
         fam = _pieces(c["alpha"], c["beta"])
         assert abs(_word_radius(fam, c["jsr_word"]) - c["jsr_lower"]) <= 1e-9 * c["jsr_lower"]
         # every operator norm bounds the JSR from above: the upper bound cannot be below ρ(M_i)
-        assert c["jsr_upper"] >= max(_word_radius(fam, "1"), _word_radius(fam, "2")) * (1 - 1e-9)
+        assert c["jsr_upper"] >= max(_word_radius(fam, [0]), _word_radius(fam, [1])) * (1 - 1e-9)
     # the slides' point: iterates converge (certified), derivatives diverge (JSR > (9/8)^(1/4))
     sp = data["slides_point"]
     assert (sp["alpha"], sp["beta"]) == (1.0, 0.75)
