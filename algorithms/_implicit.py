@@ -33,7 +33,7 @@ from jax import lax
 from jax.flatten_util import ravel_pytree
 
 from ._linear_solve import _validate, report, solve_linear
-from ._restricted import _support_mask, free_coordinates, restricted_solve
+from ._restricted import _support_mask, free_coordinates, prox_structure, restricted_solve
 
 #: Default ``residual_rtol``: implicit differentiation warns when ‖G(x, θ)‖ at the returned point
 #: exceeds this fraction of ‖G(init, θ)‖ (for fixed points, ‖T(x) − x‖ against ‖T(x_0) − x_0‖),
@@ -73,7 +73,7 @@ def _check_residual(name: str, rtol: float):
 def root_jvp(optimality_fun: Callable, x, args: tuple, targs: tuple, *, solve="auto",
              tol: float = 1e-10, maxiter: int | None = None, what: str = "∂₁G", checks: bool = True,
              init=None, residual_rtol: float | None = None, residual_name: str = "optimality residual ‖G(x, θ)‖",
-             fixed_point_form: bool = False, symmetric: bool = False, support=None):
+             fixed_point_form: bool = False, symmetric: bool = False, support=None, prox: bool = False):
     """Tangent of x*(θ) along ``targs``: solve ∂₁G(x, θ) ẋ = -∂₂G(x, θ)·θ̇ (jaxopt paper, eq. (2)).
 
     ``x`` is a pytree (the root), ``args`` the tuple of arguments of ``optimality_fun(x, *args)``.
@@ -112,7 +112,7 @@ def root_jvp(optimality_fun: Callable, x, args: tuple, targs: tuple, *, solve="a
             free = _support_mask(support, x, args, flat_x)
         x_dot = restricted_solve(matvec, -g_dot, free, fixed_point_form=fixed_point_form, solve=solve, tol=tol,
                                  maxiter=maxiter, what=what, checks=checks, symmetric=symmetric,
-                                 verify=checks and support != "auto")
+                                 verify=checks and support != "auto", prox=prox)
     if init is not None and residual_rtol is not None:
         sg = lax.stop_gradient
         r = jnp.linalg.norm(sg(g_val))
@@ -157,7 +157,7 @@ def _validate_hints(symmetric, support, fixed_point_form: bool):
 
 def _wrap(solver: Callable, optimality_fun: Callable, solve, tol: float, maxiter, what: str, checks: bool,
           residual_rtol: float | None, residual_name: str, fixed_point_form: bool = False,
-          symmetric: bool = False, support=None):
+          symmetric: bool = False, support=None, prox: bool = False):
     _check_callable(solver, "solver")
     if not isinstance(checks, bool):
         raise TypeError(f"`checks` must be a bool, got {checks!r}")
@@ -174,7 +174,7 @@ def _wrap(solver: Callable, optimality_fun: Callable, solve, tol: float, maxiter
         x_dot = root_jvp(optimality_fun, x, tuple(args), targs, solve=solve, tol=tol,
                          maxiter=maxiter, what=what, checks=checks, init=init,
                          residual_rtol=residual_rtol if checks else None, residual_name=residual_name,
-                         fixed_point_form=fixed_point_form, symmetric=symmetric, support=support)
+                         fixed_point_form=fixed_point_form, symmetric=symmetric, support=support, prox=prox)
         return x, x_dot
 
     @functools.wraps(solver)
@@ -278,6 +278,6 @@ def custom_fixed_point(fixed_point_fun: Callable, *, solve="auto", tol: float = 
     def decorator(solver):
         return _wrap(solver, residual, solve, tol, maxiter, "I - ∂ₓF (at the last iterate)", checks,
                      residual_rtol, "fixed-point residual ‖F(x, θ) - x‖", fixed_point_form=True,
-                     symmetric=symmetric, support=support)
+                     symmetric=symmetric, support=support, prox=prox_structure(fixed_point_fun))
 
     return decorator

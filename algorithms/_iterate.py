@@ -468,11 +468,13 @@ def implicit_plan(F, x0, theta=None, *, optimality_fun: Callable | None = None, 
     Returns a dict: ``system`` ('root form ∂₁G(x, θ) u = -∂₂G θ̇' with its source, or
     'fixed point (I - ∂ₓF) u = ∂_θF θ̇'), ``n`` (unknowns), ``symmetric`` (the hint in force),
     ``support`` ('auto': restricted to the nonzero rows of ∂ₓF, 'callable', or 'full'),
-    ``solver`` (the strategy chosen, e.g. ``'LU()'``, ``'CG()'``, ``'GMRES(restart=30)'``).
+    ``solver`` (the strategy chosen, e.g. ``'LU()'``, ``'CG()'``, ``'GMRES(restart=30)'``; for a
+    restricted system under ``'auto'`` the dense-on-support rule first, see ``algorithms._restricted``).
     """
     from jax.flatten_util import ravel_pytree
 
     from ._implicit import symmetry_hint
+    from ._restricted import prox_structure, support_sizes
     from ._strategies import choose_solver
 
     n = ravel_pytree(x0)[0].size
@@ -486,4 +488,8 @@ def implicit_plan(F, x0, theta=None, *, optimality_fun: Callable | None = None, 
         system = f"root form ∂₁G u = -∂₂G θ̇ (G = {source})"
         sym = symmetry_hint(G) if symmetric is None else symmetric
         sup = "callable" if callable(support) else "full"
-    return dict(system=system, n=n, symmetric=sym, support=sup, solver=choose_solver(solve, n, sym).describe())
+    solver = choose_solver(solve, n, sym).describe()
+    sizes = support_sizes(n, solve, G is None and prox_structure(F)) if sup != "full" else ()
+    if sizes:
+        solver = f"dense LU on S for |S| ≤ {max(sizes)} (batched JVPs), else {solver}"
+    return dict(system=system, n=n, symmetric=sym, support=sup, solver=solver)

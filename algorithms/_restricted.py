@@ -26,12 +26,25 @@ For a root form G(x, θ) = 0 and a given mask (``support`` a callable), the solv
 P ∂₁G P u + (1 - P) u = -P ∂₂G θ̇, valid when the derivative vanishes off S (u_𝒜 = 0), as for
 the proximal-gradient residual G = prox(x - s∇f) - x at a lasso solution.
 
+Solver on S. A black-box T gives the free block only through JVPs, and one JVP costs as much
+as a step of T whatever the support of its tangent (for the lasso, two products with the full
+X: nothing n-sized can be skipped per application). Under ``solve='auto'``, for maps with a
+prox structure (``forward_backward``; see :func:`support_sizes`) and |S| ≤
+``max(SUPPORT_DENSE_SIZES)``, the block M_SS is therefore built from batched JVPs along the
+coordinate vectors of S (K ≥ |S| of them, K the smallest entry of ``SUPPORT_DENSE_SIZES``,
+picked at run time by ``lax.switch``; padding replaced by a multiple of the identity), then
+LU-factored with its condition number checked. Each batch of ``SUPPORT_BLOCK`` JVPs is one
+matrix-matrix product (X read once per batch): measured on a 200 × 20 000 lasso, building
+K = 128 columns costs about 8 single JVPs, where CG to tol = 1e-12 needs about 70. Larger
+supports use the matrix-free Krylov method on M (CG for a symmetric block).
+
 Where the probe says "zero row" it reads JAX's element of the conservative Jacobian: at an exact
 kink (|v_i| = sλ) JAX's element is one of several; ``theory.implicit_set`` gives the whole set.
 """
 
 from __future__ import annotations
 
+import functools
 import warnings
 
 import jax
@@ -40,7 +53,14 @@ import numpy as np
 from jax import lax
 from jax.flatten_util import ravel_pytree
 
-from ._linear_solve import report, solve_linear
+from ._linear_solve import factor, report, solve_linear
+from ._strategies import Auto, as_strategy
+
+#: supports of at most max(SUPPORT_DENSE_SIZES) coordinates are solved densely on S under
+#: solve='auto' (block of the smallest listed size ≥ |S|, picked at run time)
+SUPPORT_DENSE_SIZES = (32, 128, 256)
+#: the dense block is built SUPPORT_BLOCK columns at a time (temporary memory SUPPORT_BLOCK · n)
+SUPPORT_BLOCK = 32
 
 
 def _probes(n: int, dtype):
@@ -87,14 +107,16 @@ def _check_mask(rows):
     return check
 
 
-def restricted_solve(matvec, b, free, *, fixed_point_form: bool = True, verify: bool = False, **solve_kw):
+def restricted_solve(matvec, b, free, *, fixed_point_form: bool = True, verify: bool = False, prox: bool = False,
+                     **solve_kw):
     """u with ∂₁G u = b, solved on the free coordinates only (see the module docstring).
 
     Fixed-point form (∂₁G = I - A, A = ∂ₓT with zero rows off ``free``): returns
     u = w + (1 - P) b with (v ↦ v - P A P v) w = P (b + A (1 - P) b), P = diag(free).
     Root form: (v ↦ P ∂₁G P v + (1 - P) v) u = P b. ``solve_kw`` go to :func:`solve_linear`
     (``symmetric`` there refers to the restricted block). ``verify`` (fixed-point form, a user
-    mask) warns when a row declared inactive is not zero.
+    mask) warns when a row declared inactive is not zero. ``prox``: the map declares a prox
+    structure (see :func:`support_sizes`: dense blocks on a small S under ``solve='auto'``).
     """
     P = free.astype(b.dtype)
     Q = 1.0 - P
@@ -103,13 +125,84 @@ def restricted_solve(matvec, b, free, *, fixed_point_form: bool = True, verify: 
         return P * matvec(P * v) + Q * v
 
     if not fixed_point_form:
-        return solve_linear(masked, P * b, **solve_kw)
+        return _solve_masked(masked, P * b, free, prox=prox, **solve_kw)
     bq = Q * b
     rhs = P * (b + (bq - matvec(bq)))  # A (1-P) b = (1-P) b - ∂₁G (1-P) b
-    w = solve_linear(masked, rhs, **solve_kw)
+    w = _solve_masked(masked, rhs, free, prox=prox, **solve_kw)
     u = w + bq
     if verify:
         D = _probes(b.size, b.dtype)
         worst = jnp.max(jnp.abs(Q * (D - jax.vmap(matvec)(D))))
         u = report(u, _check_mask(Q), worst, flag=worst > 0, scale=True)
     return u
+
+
+def prox_structure(fun) -> bool:
+    """Whether a fixed-point map declares a prox/projection structure (zero rows of ∂ₓF expected
+    on an active set): a ``forward_backward`` iteration map or a ``sparse_support=True`` attribute."""
+    return getattr(fun, "sparse_support", None) is True or getattr(fun, "name", None) == "forward_backward"
+
+
+def support_sizes(n: int, solve="auto", prox: bool = False) -> tuple:
+    """The dense block sizes K used for a restricted system of n unknowns under ``solve``:
+    empty unless ``solve`` is ``Auto`` with n above its dense threshold (below it the whole
+    system is factored anyway) and dense blocks on S are wanted (``Auto.support_dense``, or
+    None and ``prox``: the map declares a prox structure, see :func:`prox_structure`)."""
+    s = as_strategy(solve)
+    if not isinstance(s, Auto) or n <= s.threshold:
+        return ()
+    if not (s.support_dense if s.support_dense is not None else prox):
+        return ()
+    return tuple(k for k in SUPPORT_DENSE_SIZES if k < n)
+
+
+def _dense_on_support(masked, b, free, K: int, what: str, checks: bool):
+    """Solve M x = b, M = P ∂₁G P + (1 - P) masked, through the dense K × K block on S (|S| ≤ K).
+
+    idx lists S (padded by index 0, flagged invalid); M_SS[i, j] = (M e_{idx_j})_{idx_i} from one
+    batched JVP; padding rows/columns hold d·I with d = max |diag M_SS| (d lies in the spectrum's
+    range for an SPD block, so κ is that of M_SS); x = (1 - P) b + scatter_S(M_SS⁻¹ b_S).
+    """
+    n = b.size
+    count = jnp.sum(free)
+    idx = jnp.nonzero(free, size=K, fill_value=0)[0]
+    valid = jnp.arange(K) < count
+    B = min(K, SUPPORT_BLOCK)
+
+    def block(j):  # columns j·B … j·B + B - 1 of M_SS: B JVPs batched (one matrix-matrix product)
+        rows = jnp.arange(B) + j * B
+        E = jnp.zeros((B, n), b.dtype).at[jnp.arange(B), idx[rows]].set(valid[rows].astype(b.dtype))
+        return jax.vmap(masked)(E)[:, idx]  # row r: (M e_{idx_r})_S
+
+    both = valid[:, None] & valid[None, :]
+    M = jnp.where(both, lax.map(block, jnp.arange(K // B)).reshape(K, K).T, 0.0)
+    d = jnp.max(jnp.where(valid, jnp.abs(jnp.diagonal(M)), 0.0))
+    d = jnp.where(d > 0, d, 1.0)
+    M = jnp.where(both, M, d * jnp.eye(K, dtype=b.dtype))
+    fwd, bwd = factor(lax.stop_gradient(M), "lu", what, checks=checks)
+    Q = 1.0 - free.astype(b.dtype)
+
+    def full(solve_k):
+        def apply(_, r):
+            xs = jnp.where(valid, solve_k(jnp.where(valid, r[idx], 0.0)), 0.0)
+            return Q * r + jnp.zeros_like(r).at[idx].add(xs)
+
+        return apply
+
+    return lax.custom_linear_solve(masked, b, full(fwd), full(bwd))
+
+
+def _solve_masked(masked, b, free, *, solve="auto", what: str = "the linear system", checks: bool = True,
+                  prox: bool = False, **solve_kw):
+    """The masked system: dense on S when ``solve='auto'``, S is small and dense blocks are wanted
+    (:func:`support_sizes`; see the module docstring), else ``solve_linear`` matrix-free on R^n."""
+    sizes = support_sizes(b.size, solve, prox)
+    if not sizes:
+        return solve_linear(masked, b, solve=solve, what=what, checks=checks, **solve_kw)
+    branches = [functools.partial(_dense_on_support, masked, free=free, K=k, what=what, checks=checks)
+                for k in sizes]
+    branches.append(lambda b: solve_linear(masked, b, solve=solve, what=what, checks=checks, **solve_kw))
+    count = jnp.sum(free)
+    if not isinstance(count, jax.core.Tracer):
+        return branches[int(np.searchsorted(sizes, int(count)))](b)
+    return lax.switch(jnp.searchsorted(jnp.asarray(sizes), count), branches, b)

@@ -178,6 +178,11 @@ class Auto:
     ``symmetric``: None takes the hint from the call (``symmetric=`` of ``iterate``/
     ``custom_root``, a ``symmetric`` attribute of the map); True/False overrides it.
     ``tol``, ``maxiter``, ``restart`` and ``preconditioner`` go to the Krylov method chosen.
+    ``support_dense``: for a support-restricted system (``algorithms._restricted``), factor the
+    block on the free set S densely when |S| ≤ max(``SUPPORT_DENSE_SIZES``), built from batched
+    JVPs (cheaper than a Krylov solve with a small support, at the price of a dense copy of the
+    operator's data in the compiled program); None (default) does so for maps that declare a
+    prox/projection structure (``forward_backward``, or a ``sparse_support=True`` attribute).
     """
 
     threshold: int = DENSE_THRESHOLD
@@ -186,6 +191,7 @@ class Auto:
     maxiter: int | None = None
     restart: int = 30
     preconditioner: Callable | None = None
+    support_dense: bool | None = None
     name = "auto"
 
     def __post_init__(self):
@@ -197,6 +203,8 @@ class Auto:
         _check_maxiter(self.maxiter)
         _check_preconditioner(self.preconditioner)
         GMRES(restart=self.restart)  # validates restart
+        if self.support_dense is not None and not isinstance(self.support_dense, bool):
+            raise TypeError(f"`support_dense` must be a bool or None, got {self.support_dense!r}")
 
     def choose(self, n: int, symmetric: bool = False):
         """The strategy used for a system of n unknowns (``symmetric``: the call's SPD hint)."""

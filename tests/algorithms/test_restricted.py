@@ -64,7 +64,7 @@ def test_lasso_hypergradient_equals_closed_form_on_the_support(solve):
 def test_default_plan_for_the_lasso_is_restricted_cg():
     plan = implicit_plan(PROB.F, PROB.x0, PROB.theta)
     assert plan == dict(system="fixed point (I - ∂ₓF) u = ∂_θF θ̇", n=N_FEATURES, symmetric=True,
-                        support="auto", solver="CG()")
+                        support="auto", solver="dense LU on S for |S| ≤ 32 (batched JVPs), else CG()")
 
 
 def test_free_coordinates_are_the_support_and_restricted_solve_is_the_closed_form():
@@ -160,3 +160,26 @@ def test_projected_gradient_on_the_nonnegative_orthant():
         warnings.simplefilter("error")
         J = jax.jacrev(lambda t: iterate(F, jnp.zeros(6), t, 3000, mode="implicit"))(th)
     assert np.max(np.abs(np.asarray(J) - J_ref)) <= max(1e-12, 100 * EPS * np.linalg.cond(Hn))
+
+
+def test_dense_block_on_the_support_matches_the_krylov_solve_and_the_closed_form(monkeypatch):
+    from algorithms import Auto
+    from algorithms import _restricted as R
+
+    lam = jnp.asarray(LAM)
+    w = _dw_dlam(lam)
+    J_ref, S, kappa = _lasso_closed_form(w)
+    floor = max(1e-10, 100 * EPS * kappa * np.linalg.norm(J_ref))
+    assert R.support_sizes(N_FEATURES, "auto", prox=True) and not R.support_sizes(N_FEATURES, "auto")
+    assert not R.support_sizes(N_FEATURES, CG(), prox=True)
+    assert not R.support_sizes(N_FEATURES, Auto(support_dense=False), prox=True)
+    results = {}
+    for label, sizes in (("dense", (64,)), ("fallback", (2, 4))):  # (2, 4): |S| > 4 → CG
+        monkeypatch.setattr(R, "SUPPORT_DENSE_SIZES", sizes)
+        results[label] = np.asarray(jax.jit(jax.jacrev(_dw_dlam))(lam))
+        assert np.max(np.abs(results[label] - J_ref)) <= floor, label
+    assert 4 < S.size <= 64  # the fallback really ran CG, the default the dense block
+    off = np.setdiff1d(np.arange(N_FEATURES), S)
+    assert np.all(results["dense"][off] == 0.0)
+    with pytest.raises(TypeError, match="support_dense"):
+        Auto(support_dense="yes")
