@@ -25,12 +25,15 @@ certified and is reported as "inside the outer Clarke set (not certified)"; "spu
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
+from numpy.typing import ArrayLike
 
 from ._clarke import ClarkeSet, clarke_jacobian
 from ._jacobian import jacobian
@@ -118,7 +121,7 @@ class ADAudit:
         raise AssertionError(f"AD elements not certified inside {where} (tol {self.tol:.3g}):\n"
                              + "\n".join("  " + e.line() for e in bad) + f"\n{self}")
 
-    def assert_clarke(self, names=None) -> None:
+    def assert_clarke(self, names: str | Iterable[str] | None = None) -> None:
         """Raise ``AssertionError`` unless every audited element (or those in ``names``) is
         certified inside the Clarke Jacobian (requires an exact Clarke set)."""
         chosen = self._chosen(names)
@@ -126,7 +129,7 @@ class ADAudit:
         if bad:
             self._fail(bad, "the Clarke Jacobian")
 
-    def assert_conservative(self, names=None) -> None:
+    def assert_conservative(self, names: str | Iterable[str] | None = None) -> None:
         """Raise ``AssertionError`` unless every audited element (or those in ``names``) is
         certified inside the program's conservative Jacobian (spurious elements pass)."""
         bad = [e for e in self._chosen(names) if not e.conservative_distance[1] <= self.tol]
@@ -183,8 +186,9 @@ def _flat_jacobians(fun, argnums, args, kwargs):
             "jacrev": np.asarray(jax.jacrev(flat)(z0), np.float64)}
 
 
-def audit_ad(fun, argnums=0, *, tol: float | None = None, elements=None, modes=("jacfwd", "jacrev"),
-             **clarke_kwargs):
+def audit_ad(fun: Callable[..., Any], argnums: int | Sequence[int] = 0, *, tol: float | None = None,
+             elements: dict[str, ArrayLike] | None = None, modes: str | Iterable[str] = ("jacfwd", "jacrev"),
+             **clarke_kwargs: Any) -> Callable[..., ADAudit]:
     """Audit the Jacobians automatic differentiation returns against the Clarke Jacobian and the
     program's conservative Jacobian (module docstring: the math and the three verdicts).
 

@@ -50,6 +50,9 @@ tie structure.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import Any
+
 import numpy as np
 from scipy.optimize import linprog
 
@@ -170,8 +173,9 @@ def _cone_is_zero(rows, margin):
     return True
 
 
-def clarke_jacobian(fun, argnums=0, *, max_patterns: int = DEFAULT_MAX_PATTERNS, margin: float = 1e-8,
-                    undecided: str = "raise"):
+def clarke_jacobian(fun: Callable[..., Any], argnums: int | Sequence[int] = 0, *,
+                    max_patterns: int = DEFAULT_MAX_PATTERNS, margin: float = 1e-8,
+                    undecided: str = "raise") -> Callable[..., ClarkeSet]:
     """The Clarke Jacobian ∂ᶜf(x) of a piecewise-smooth program, as a ``MatrixSet``.
 
     ``clarke_jacobian(fun, argnums)(*args)``: rows and columns flattened as in

@@ -45,6 +45,8 @@ Every other primitive is either in ``_rules.SMOOTH`` or raises ``NoRuleError``.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import jax.extend.core as jcore
@@ -776,7 +778,7 @@ class _Program:
         return jax.tree_util.tree_unflatten(self.out_tree, out)
 
 
-def directional_derivative(fun, argnums=0):
+def directional_derivative(fun: Callable[..., Any], argnums: int | Sequence[int] = 0) -> Callable[..., Any]:
     """The directional derivative f′(x; d) = lim_{t↓0} (f(x + t d) - f(x)) / t of a
     piecewise-smooth program.
 
@@ -817,7 +819,7 @@ def directional_derivative(fun, argnums=0):
     return wrapped
 
 
-def ld_derivative(fun, argnums=0):
+def ld_derivative(fun: Callable[..., Any], argnums: int | Sequence[int] = 0) -> Callable[..., np.ndarray]:
     """The LD-derivative f′(x; M) = [f⁽⁰⁾′(x; m₁), f⁽¹⁾′(x; m₂), ..., f⁽ᵏ⁻¹⁾′(x; m_k)] (m × k) of
     Khan & Barton (2015), for any direction matrix M (n × k, columns are directions, in the
     flattening order of ``conservative.jacobian``): f⁽⁰⁾ = f, f⁽ʲ⁾ = (f⁽ʲ⁻¹⁾)′(x; m_j).
@@ -860,7 +862,8 @@ def _check_M(M, n, square):
     return M
 
 
-def lexicographic_jacobian(fun, argnums=0):
+def lexicographic_jacobian(fun: Callable[..., Any], argnums: int | Sequence[int] = 0
+                           ) -> Callable[..., np.ndarray]:
     """The lexicographic derivative J_L f(x; M) = f′(x; M) M⁻¹ (Khan & Barton 2015, Nesterov 2005),
     computed in one vector forward pass.
 

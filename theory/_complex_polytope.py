@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from collections.abc import Iterable
 
 import numpy as np
 from scipy.linalg import qr
@@ -35,7 +36,7 @@ __all__ = ["complex_member", "complex_polytope_unit"]
 _EPS = np.finfo(np.float64).eps
 
 
-def complex_member(V: np.ndarray, y: np.ndarray):
+def complex_member(V: np.ndarray, y: np.ndarray) -> np.ndarray | None:
     """min Σ|c_j| s.t. Vᵀc = y over c ∈ ℂᴺ (an SOCP); returns c or None when the solver fails."""
     import cvxpy as cp
 
@@ -79,7 +80,9 @@ def _norm_upper(V, y, Binv, binv1, vmax, anorm, n):
     return c1 + float(np.abs(Binv @ res).sum()) + rounding
 
 
-def complex_polytope_unit(A, start, rho_hat, At, max_vertices, accept, deadline):
+def complex_polytope_unit(A: np.ndarray, start: Iterable[np.ndarray], rho_hat: float, At: np.ndarray,
+                          max_vertices: int, accept: float, deadline: float | None
+                          ) -> tuple[np.ndarray, float, str, bool]:
     """Build absconv_ℂ(V) from the complex starting vertices (the eigenvector's orbit) under the
     normalized family ``At`` = A/ρ̂; returns (V, bound, reason, timed_out), bound = inf on failure."""
     n = A.shape[1]

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterable
 from fractions import Fraction
 
 import numpy as np
@@ -33,14 +34,14 @@ from ._polytope_certificate import _LP_OPTIONS, fraction_up
 __all__ = ["cone_member", "cone_polytope_unit", "cone_rational_bound"]
 
 
-def cone_member(V: np.ndarray, y: np.ndarray):
+def cone_member(V: np.ndarray, y: np.ndarray) -> np.ndarray | None:
     """min Σc s.t. Vᵀc ≥ y, c ≥ 0 (V: N×n, y ≥ 0).  Returns c (N,) or None when the LP fails."""
     N = V.shape[0]
     res = linprog(np.ones(N), A_ub=-V.T, b_ub=-y, bounds=(0, None), method="highs-ds", options=_LP_OPTIONS)
     return None if res.status != 0 else np.maximum(res.x, 0.0)
 
 
-def cone_rational_bound(A: np.ndarray, r: float, V: np.ndarray, coeffs: dict, deadline=None) -> float:
+def cone_rational_bound(A: np.ndarray, r: float, V: np.ndarray, coeffs: dict, deadline: float | None = None) -> float:
     """r·max_ij t_ij Σc_ij (see the module docstring) in exact arithmetic, rounded up; ``inf``
     when a component cannot be covered or the deadline passes."""
     n = V.shape[1]
@@ -70,7 +71,8 @@ def cone_rational_bound(A: np.ndarray, r: float, V: np.ndarray, coeffs: dict, de
     return fraction_up(rq * worst)
 
 
-def cone_polytope_unit(A, start, rho_hat, At, max_vertices, accept, deadline):
+def cone_polytope_unit(A: np.ndarray, start: Iterable[np.ndarray], rho_hat: float, At: np.ndarray, max_vertices: int,
+                       accept: float, deadline: float | None) -> tuple[np.ndarray, float, str, bool]:
     """Build co₋(V) from the starting vertices ``start`` (≥ 0: the orbits of the candidates' Perron
     vectors); returns (V, bound, reason, timed_out) with bound = ``inf`` on failure."""
     verts = list(start)

@@ -33,6 +33,7 @@ import warnings
 from dataclasses import dataclass, field, replace
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from conservative import MatrixSet, as_matrix_stack
 from conservative._qp import ldexp_up, pow2_exponent, rescale_exactly
@@ -46,7 +47,7 @@ __all__ = ["as_square_family", "max_singular_value", "ContractionCertificate", "
 _EPS = np.finfo(np.float64).eps
 
 
-def as_square_family(family, name: str = "family") -> np.ndarray:
+def as_square_family(family: MatrixSet | ArrayLike, name: str = "family") -> np.ndarray:
     """The members of ``family`` as a float64 array (k, n, n).
 
     ``family`` is a ``MatrixSet`` (its vertices are used: every convex function of the members,
@@ -59,14 +60,14 @@ def as_square_family(family, name: str = "family") -> np.ndarray:
     return arr
 
 
-def normalized_family(A: np.ndarray):
+def normalized_family(A: np.ndarray) -> tuple[np.ndarray, int, float]:
     """(A/2^e, e, loss): the family divided by a power of two near its largest entry (see ``rescale_exactly``)."""
     e = pow2_exponent(A)
     An, loss = rescale_exactly(A, e)
     return An, e, loss
 
 
-def max_singular_value(family) -> float:
+def max_singular_value(family: MatrixSet | ArrayLike) -> float:
     """max_{A ∈ conv family} σ_max(A) = max_i ‖A_i‖₂ (Assumption A in the 2-norm).
 
     Computed on the family divided by a power of two 2^e near its largest entry and scaled back
@@ -169,7 +170,7 @@ def _rescaled(cert: ContractionCertificate, e: int) -> ContractionCertificate:
                    rho_solver=None if cert.rho_solver is None else float(np.ldexp(cert.rho_solver, e)))
 
 
-def certify_norm(family, P) -> ContractionCertificate:
+def certify_norm(family: MatrixSet | ArrayLike, P: ArrayLike) -> ContractionCertificate:
     """Re-check a given norm ‖x‖_P = √(xᵀPx) on ``family``: ρ = max_i ‖R A_i R⁻¹‖₂ (1 + margin).
 
     Use it to verify a certificate obtained elsewhere (or for another family); P must be
@@ -229,8 +230,9 @@ class _FeasibilitySDP:
         return None, str(self.prob.status)
 
 
-def contraction_factor(family, *, method: str = "sdp", rtol: float = 1e-6, solver: str = "CLARABEL",
-                       max_bisections: int = 60, time_limit: float | None = None) -> ContractionCertificate:
+def contraction_factor(family: MatrixSet | ArrayLike, *, method: str = "sdp", rtol: float = 1e-6,
+                       solver: str = "CLARABEL", max_bisections: int = 60, time_limit: float | None = None
+                       ) -> ContractionCertificate:
     """Best certified ρ with ‖A‖ ≤ ρ for all A ∈ conv(family), in the 2-norm or an ellipsoidal norm.
 
     ``method="2-norm"`` returns max_i ‖A_i‖₂ (P = I).  ``method="sdp"`` (default) bisects on ρ
@@ -370,8 +372,8 @@ class ProductContraction:
         return f"ProductContraction({self.summary()})"
 
 
-def product_contraction(family, *, P=None, max_length: int = 12, max_products: int = 200_000
-                        ) -> ProductContraction:
+def product_contraction(family: MatrixSet | ArrayLike, *, P: ArrayLike | None = None, max_length: int = 12,
+                        max_products: int = 200_000) -> ProductContraction:
     """The shortest length k ≤ ``max_length`` with max_{|w|=k} ‖A_w‖_P < 1, certified.
 
     ``P`` (default: the SDP norm of ``contraction_factor`` when it beats the 2-norm, else I) is

@@ -50,11 +50,15 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from conservative import MatrixSet, SetTooLargeError
 from conservative._qp import ldexp_up, pow2_exponent, rescale_exactly
 
-from ._contraction import ContractionCertificate, certify_norm, contraction_factor
+from ._contraction import ContractionCertificate, ProductContraction, certify_norm, contraction_factor
+from ._invariant_polytope import InvariantPolytope
+from ._jsr import JSRResult
+from ._polytope_norm import PolytopeContraction
 from ._step_norm import StepNorm, step_norms
 from ._validate import check_count, check_tolerance
 
@@ -63,7 +67,7 @@ _EPS = np.finfo(np.float64).eps
 __all__ = ["FixedSetIteration", "fixed_set", "fixed_set_iteration", "as_block_family"]
 
 
-def as_block_family(family, name: str = "family"):
+def as_block_family(family: MatrixSet | ArrayLike, name: str = "family") -> tuple[np.ndarray, np.ndarray]:
     """Vertices of a family of [A, B] blocks (MatrixSet n×(n+m), or array (k, n, n+m)) → (A, B)."""
     if isinstance(family, MatrixSet):
         V = family.vertices
@@ -200,8 +204,10 @@ def _up(values, e: int):
     return np.array([ldexp_up(v, e) for v in np.ravel(values)]).reshape(np.shape(values))
 
 
-def fixed_set_iteration(family, steps: int, *, X0=None, contraction=None, max_vertices: int = 512
-                        ) -> FixedSetIteration:
+def fixed_set_iteration(family: MatrixSet | ArrayLike, steps: int, *, X0: MatrixSet | ArrayLike | None = None,
+                        contraction: ContractionCertificate | ProductContraction | PolytopeContraction
+                        | InvariantPolytope | JSRResult | None = None,
+                        max_vertices: int = 512) -> FixedSetIteration:
     """Run ``steps`` iterations of 𝒳_{t+1} = conv 𝒥(𝒳_t) and record both error bounds.
 
     ``X0`` (default conv{(I-A_i)⁻¹B_i}) is a ``MatrixSet`` or stack of n×m matrices;
@@ -319,7 +325,10 @@ def _merge_close(X: MatrixSet, eta: float) -> MatrixSet:
     return X if len(keep) == len(V) else MatrixSet(V[keep])
 
 
-def fixed_set(family, *, tol: float = 1e-8, max_iter: int = 500, X0=None, contraction=None,
+def fixed_set(family: MatrixSet | ArrayLike, *, tol: float = 1e-8, max_iter: int = 500,
+              X0: MatrixSet | ArrayLike | None = None,
+              contraction: ContractionCertificate | ProductContraction | PolytopeContraction
+              | InvariantPolytope | JSRResult | None = None,
               max_vertices: int = 512, merge: bool = True) -> tuple[MatrixSet, float]:
     """conv fix(𝒥) of the family of [A, B] blocks, with a certified Hausdorff error bound.
 

@@ -49,11 +49,14 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy.optimize import linprog
 
+from conservative import MatrixSet
 from conservative._qp import ldexp_up, pow2_exponent
 
 from ._complex_polytope import complex_polytope_unit
@@ -69,7 +72,7 @@ _EPS = np.finfo(np.float64).eps
 _EXACT_BUDGET = 2_000_000
 
 
-def word_product(A: np.ndarray, word) -> np.ndarray:
+def word_product(A: np.ndarray, word: Sequence[int]) -> np.ndarray:
     """A_{w_1} A_{w_2} ⋯ A_{w_L} (left to right) for a word of member indices."""
     P = np.eye(A.shape[1])
     for i in word:
@@ -77,7 +80,7 @@ def word_product(A: np.ndarray, word) -> np.ndarray:
     return P
 
 
-def scaled_word_product(A: np.ndarray, word) -> tuple[np.ndarray, int]:
+def scaled_word_product(A: np.ndarray, word: Sequence[int]) -> tuple[np.ndarray, int]:
     """(Q, k) with A_{w_1}⋯A_{w_L} = 2^k·Q and max|Q| in [1/2, 1) (Q = 0, k = 0 for a zero product).
 
     After each factor the running product is divided by a power of two near its largest entry
@@ -96,7 +99,7 @@ def scaled_word_product(A: np.ndarray, word) -> tuple[np.ndarray, int]:
     return Q, k
 
 
-def log_spectral_radius(A: np.ndarray, word) -> float:
+def log_spectral_radius(A: np.ndarray, word: Sequence[int]) -> float:
     """log ρ(A_word) (−inf for a nilpotent product), from ``scaled_word_product``."""
     Q, k = scaled_word_product(A, word)
     r = float(np.abs(np.linalg.eigvals(Q)).max())
@@ -159,7 +162,7 @@ def certify_polytope(A: np.ndarray, rho_hat: float, V: np.ndarray, deadline: flo
     return float_bound(A, rho_hat, V, {}, deadline)
 
 
-def verify_polytope(family, vertices, rho) -> float:
+def verify_polytope(family: MatrixSet | ArrayLike, vertices: ArrayLike, rho: float) -> float:
     """Exact re-check of a polytope certificate: the smallest float ≥ r·max_{ij}‖c_ij‖₁ where
     A_i v_j = r Σ_l c_ij,l v_l is solved in rational arithmetic (r = ``rho``, the vertices and the
     members read as the exact rationals they are).  An upper bound on JSR(family) whenever it is
@@ -173,8 +176,8 @@ def verify_polytope(family, vertices, rho) -> float:
     return rational_bound(A, rho, V, {})
 
 
-def invariant_polytope(A: np.ndarray, word, *, max_vertices: int = 400, accept: float = 1e-10,
-                       time_limit: float | None = None, exact_check: bool = True,
+def invariant_polytope(A: np.ndarray, word: Sequence[int] | Sequence[Sequence[int]], *, max_vertices: int = 400,
+                       accept: float = 1e-10, time_limit: float | None = None, exact_check: bool = True,
                        kind: str = "symmetric") -> InvariantPolytope:
     """Try to build a balanced invariant polytope for A/ρ̂ from the leading eigenvector of A_word.
 

@@ -52,10 +52,14 @@ from __future__ import annotations
 import itertools
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
+from conservative import MatrixSet
 from conservative._qp import ldexp_down, ldexp_up, pow2_exponent
 
 from ._contraction import _contraction_factor_unit, as_square_family, normalized_family
@@ -159,7 +163,7 @@ def symmetric_lift(A: np.ndarray, d: int) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------- exact checks
-def exact_product(family, word):
+def exact_product(family: MatrixSet | ArrayLike, word: Sequence[int]) -> Any:
     """The product A_{w_1}⋯A_{w_L} in exact rational arithmetic (sympy).
 
     Float entries are converted *exactly* (sympy.Rational of a binary float), so the result is
@@ -177,7 +181,7 @@ def exact_product(family, word):
     return P
 
 
-def exact_eigenvalues(family, word) -> dict:
+def exact_eigenvalues(family: MatrixSet | ArrayLike, word: Sequence[int]) -> dict:
     """Exact eigenvalues {λ: multiplicity} of A_w (sympy), e.g. {-9/8: 1, -9/32: 1} for the
     heavy-ball word M1 M1 M2 M2 = ``(0, 0, 1, 1)``."""
     return exact_product(family, word).eigenvals()
@@ -302,10 +306,10 @@ def _exp(x: float) -> float:
     return math.exp(x) if x < 709.0 else math.inf
 
 
-def jsr(family, *, tol: float = 1e-6, max_length: int = 24, max_products: int = 200_000,
-        lift_degrees=(1, 2), max_lift_dim: int = 36, invariant_polytope_search: bool = True,
+def jsr(family: MatrixSet | ArrayLike, *, tol: float = 1e-6, max_length: int = 24, max_products: int = 200_000,
+        lift_degrees: Sequence[int] = (1, 2), max_lift_dim: int = 36, invariant_polytope_search: bool = True,
         max_polytope_vertices: int = 400, time_limit: float = 60.0, solver: str = "CLARABEL",
-        reduce: bool = True, sos_degrees=()) -> JSRResult:
+        reduce: bool = True, sos_degrees: Sequence[int] = ()) -> JSRResult:
     """Certified bounds on the joint spectral radius of a family of square matrices.
 
     ``family``: a ``MatrixSet`` (its vertices) or a sequence/array of n×n matrices.

@@ -19,6 +19,9 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
+from numpy.typing import ArrayLike
+
+from conservative import MatrixSet
 
 from ._contraction import as_square_family
 
@@ -58,7 +61,7 @@ def _echelon(vectors: list, n: int) -> list:
     return [b for _, b in basis]
 
 
-def nilpotency_index(family) -> NilpotencyCertificate | None:
+def nilpotency_index(family: MatrixSet | ArrayLike) -> NilpotencyCertificate | None:
     """The smallest L with every product of length L exactly zero (a ``NilpotencyCertificate``),
     or None when the family is not jointly nilpotent (JSR > 0).  Exact rational arithmetic."""
     A = as_square_family(family)
@@ -93,6 +96,6 @@ def nilpotency_index(family) -> NilpotencyCertificate | None:
     return None
 
 
-def is_jointly_nilpotent(family) -> bool:
+def is_jointly_nilpotent(family: MatrixSet | ArrayLike) -> bool:
     """JSR(family) = 0 exactly: every product of length n vanishes (see ``nilpotency_index``)."""
     return nilpotency_index(family) is not None

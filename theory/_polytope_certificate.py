@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterable
 from fractions import Fraction
 
 import numpy as np
@@ -43,7 +44,7 @@ _EPS = np.finfo(np.float64).eps
 _LP_OPTIONS = {"primal_feasibility_tolerance": 1e-10, "dual_feasibility_tolerance": 1e-10}
 
 
-def l1_member(V: np.ndarray, y: np.ndarray):
+def l1_member(V: np.ndarray, y: np.ndarray) -> tuple[np.ndarray | None, tuple[int, ...]]:
     """min ‖c‖₁ s.t. Vᵀc = y (V: N×n), by HiGHS dual simplex at tight tolerances.
 
     Returns (c, basis): c (N,) or None when infeasible, and the indices of at most n vertices
@@ -61,7 +62,7 @@ def l1_member(V: np.ndarray, y: np.ndarray):
     return c, tuple(int(j) for j in support)
 
 
-def complete_basis(V: np.ndarray, support) -> np.ndarray | None:
+def complete_basis(V: np.ndarray, support: Iterable[int]) -> np.ndarray | None:
     """n indices of linearly independent vertices containing as much of ``support`` as possible.
 
     The support is taken greedily (largest coefficients first) while it stays independent

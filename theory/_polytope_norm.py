@@ -33,7 +33,10 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy.optimize import linprog
+
+from conservative import MatrixSet
 
 from ._contraction import as_square_family
 
@@ -161,7 +164,8 @@ class PolytopeContraction:
         return f"PolytopeContraction({self.summary()})"
 
 
-def polytope_contraction(family, vertices, *, source: str = "") -> PolytopeContraction:
+def polytope_contraction(family: MatrixSet | ArrayLike, vertices: ArrayLike, *, source: str = ""
+                         ) -> PolytopeContraction:
     """Certify the polytope norm of absconv(``vertices``) on ``family``: ρ ≥ max_i ‖A_i‖_𝒫.
 
     ``vertices``: array (N, n) (e.g. ``InvariantPolytope.vertices``; the norm does not depend on

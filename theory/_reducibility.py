@@ -26,8 +26,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
+
+from conservative import MatrixSet
 
 from ._contraction import as_square_family
 
@@ -42,13 +45,13 @@ class BlockTriangularization:
     order: np.ndarray
     blocks: tuple
 
-    def block(self, family, b: int) -> np.ndarray:
+    def block(self, family: MatrixSet | ArrayLike, b: int) -> np.ndarray:
         """The members restricted to block b (exact sub-matrices), shape (k, m, m)."""
         A = as_square_family(family)
         idx = np.asarray(self.blocks[b])
         return A[:, idx[:, None], idx[None, :]]
 
-    def permuted(self, family) -> np.ndarray:
+    def permuted(self, family: MatrixSet | ArrayLike) -> np.ndarray:
         """Pᵀ A_i P for every member (block upper triangular)."""
         A = as_square_family(family)
         o = self.order
@@ -68,7 +71,7 @@ class BlockCertificate:
         return f"BlockCertificate({len(sizes)} diagonal blocks of sizes {sizes})"
 
 
-def block_triangularize(family) -> BlockTriangularization:
+def block_triangularize(family: MatrixSet | ArrayLike) -> BlockTriangularization:
     """The finest structural block upper-triangular form of the family (see the module docstring).
 
     One block (the identity order) when the union of the sparsity patterns is irreducible.

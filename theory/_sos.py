@@ -36,7 +36,9 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
+from numpy.typing import ArrayLike
 
+from conservative import MatrixSet
 from conservative._qp import ldexp_up
 
 from ._contraction import as_square_family, normalized_family
@@ -69,7 +71,7 @@ class SOSCertificate:
     seconds: float = 0.0
     rho: float = field(init=False, default=math.nan, repr=False)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         object.__setattr__(self, "rho", self.bound)
 
 
@@ -140,8 +142,8 @@ def _verify(g, P, Qs, Ls, C, pairs, m, lmin_P):
     return margins
 
 
-def sos_jsr_bound(family, degree: int = 4, *, lower: float = 0.0, rel_tol: float = 1e-5, solver: str = "CLARABEL",
-                  time_limit: float = 60.0) -> SOSCertificate:
+def sos_jsr_bound(family: MatrixSet | ArrayLike, degree: int = 4, *, lower: float = 0.0, rel_tol: float = 1e-5,
+                  solver: str = "CLARABEL", time_limit: float = 60.0) -> SOSCertificate:
     """ρ_{SOS,degree}: a verified sum-of-squares upper bound on JSR(family) (Parrilo-Jadbabaie).
 
     ``degree`` = 2d (even, ≥ 2; degree 2 is the common quadratic Lyapunov function).  The

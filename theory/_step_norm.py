@@ -37,6 +37,8 @@ from ._contraction import (
     contraction_factor,
     product_contraction,
 )
+from ._invariant_polytope import InvariantPolytope
+from ._jsr import JSRResult
 from ._polytope_norm import PolytopeContraction, polytope_contraction
 
 __all__ = ["StepNorm", "step_norms"]
@@ -129,7 +131,10 @@ def _as_step_norm(cert) -> StepNorm:
     return _from_polytope(cert)
 
 
-def step_norms(A, contraction=None, name: str = "family", jsr_time_limit: float = 30.0) -> list[StepNorm]:
+def step_norms(A: np.ndarray,
+               contraction: ContractionCertificate | ProductContraction | PolytopeContraction
+               | InvariantPolytope | JSRResult | None = None, name: str = "family",
+               jsr_time_limit: float = 30.0) -> list[StepNorm]:
     """Certified norms (best first) in which some power of the fixed-set map of the A blocks contracts.
 
     Raises ``ValueError`` naming ``name`` (the family) when no certificate with ρ < 1 is found,
