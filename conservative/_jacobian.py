@@ -11,7 +11,7 @@ returned as a ``MatrixSet``.  For a program built from Lipschitz gradient select
 conservative Jacobian in the sense of Bolte & Pauwels (slides "Conservative gradients",
 Vaiter 2023); JAX's ``jacfwd``/``jacrev`` return one element of it.
 
-Semantics (DESIGN.md §4):
+Semantics (the documentation's page Concepts › Program semantics says the same for users):
 
 * **Active pieces** are those tied within ``tol`` (default 0: exact ties).  ``tol > 0`` gives an
   *enlargement* of the conservative Jacobian (pieces active in a ``tol``-neighbourhood), useful
@@ -223,7 +223,21 @@ def _prepare(fun, argnums, args):
     return leaves, treedef, diff_leaves
 
 
-def value_and_jacobian(fun, argnums=0, *, tol: float = 0.0, max_selections: int = 4096, fast=None):
+#: ``mode="auto"`` runs reverse mode for at most this many outputs ...
+REVERSE_MAX_OUTPUTS = 32
+#: ... when the inputs have at least this many columns (and four times the outputs)
+REVERSE_MIN_COLUMNS = 1024
+
+_MODES = ("auto", "forward", "reverse")
+
+
+def _prefers_reverse(m: int, N: int) -> bool:
+    """``mode="auto"``: few outputs and many input columns (a loss of many parameters)."""
+    return m <= REVERSE_MAX_OUTPUTS and N >= max(REVERSE_MIN_COLUMNS, 4 * m)
+
+
+def value_and_jacobian(fun, argnums=0, *, tol: float = 0.0, max_selections: int = 4096, fast=None,
+                       mode: str = "auto"):
     """Like ``jacobian`` but the returned function gives ``(fun(*args), J)``.
 
     ``fast``: ``True`` compiles a tie detector and the forward-mode Jacobian (``_fast``) and
@@ -232,6 +246,13 @@ def value_and_jacobian(fun, argnums=0, *, tol: float = 0.0, max_selections: int 
     second call with the same argument shapes on (for repeated use along trajectories).
     Jaxprs are cached per argument structure and shapes, like ``jax.jit``: a function whose
     behaviour depends on mutable Python state must not be reused.
+
+    ``mode``: ``"forward"`` propagates the Jacobian set with respect to the N input columns (JVP
+    form); ``"reverse"`` propagates the adjoint set of the m outputs backwards (VJP form,
+    ``_reverse``; ``fast`` does not apply) and hands programs outside its subset to forward mode;
+    ``"auto"`` (default) runs reverse mode when m ≤ ``REVERSE_MAX_OUTPUTS`` and
+    N ≥ max(``REVERSE_MIN_COLUMNS``, 4m) (a loss of many parameters), forward mode otherwise.  Both
+    modes give the same set.  The returned function's attribute ``last_mode`` says which ran.
     """
     if not callable(fun):
         raise TypeError(f"fun: expected a callable, got {type(fun).__name__}")
@@ -243,7 +264,14 @@ def value_and_jacobian(fun, argnums=0, *, tol: float = 0.0, max_selections: int 
         raise ValueError(f"max_selections: expected a positive int, got {max_selections!r}")
     if fast not in (None, True, False):
         raise ValueError(f"fast: expected None, True or False, got {fast!r}")
+    if not isinstance(mode, str) or mode not in _MODES:
+        raise ValueError(f"mode: expected one of {_MODES}, got {mode!r}")
+    if mode == "reverse":
+        from ._reverse import value_and_jacobian_reverse  # the reverse module builds on this one
+
+        return value_and_jacobian_reverse(fun, argnums, tol=tol, max_selections=max_selections)
     cache: dict = {}
+    reverse = []  # the reverse-mode function of ``mode="auto"``, made on first use
 
     def wrapped(*args, **kwargs):
         leaves, treedef, diff = _prepare(fun, argnums, args)
@@ -255,13 +283,25 @@ def value_and_jacobian(fun, argnums=0, *, tol: float = 0.0, max_selections: int 
         entry = cache.get(key) if key is not None else None
         if entry is None:
             closed, out_shape = jax.make_jaxpr(flat_fun, return_shape=True)(*leaves)
-            entry = {"closed": closed, "out_tree": jax.tree_util.tree_structure(out_shape), "calls": 0, "fast": None}
+            m = int(sum(_size(o) for o in jax.tree_util.tree_leaves(out_shape)))
+            entry = {"closed": closed, "out_tree": jax.tree_util.tree_structure(out_shape), "calls": 0, "fast": None,
+                     "outputs": m}
             if key is not None:
                 cache[key] = entry
-        entry["calls"] += 1
-        closed, out_tree = entry["closed"], entry["out_tree"]
         sizes = [_size(leaves[i]) for i in diff]
         N = int(sum(sizes))
+        if mode == "auto" and _prefers_reverse(entry["outputs"], N):
+            if not reverse:
+                from ._reverse import value_and_jacobian_reverse
+
+                reverse.append(value_and_jacobian_reverse(fun, argnums, tol=tol, max_selections=max_selections))
+            try:
+                return reverse[0](*args, **kwargs)
+            finally:
+                wrapped.last_mode = reverse[0].last_mode
+        wrapped.last_mode = "forward"
+        entry["calls"] += 1
+        closed, out_tree = entry["closed"], entry["out_tree"]
         use_fast = fast if fast is not None else entry["calls"] > 1
         if use_fast and key is not None:
             if entry["fast"] is None:
@@ -305,10 +345,11 @@ def value_and_jacobian(fun, argnums=0, *, tol: float = 0.0, max_selections: int 
             _check_continuation(flat_fun, leaves, diff, J)
         return jax.tree_util.tree_unflatten(out_tree, [o.val for o in outs]), J
 
+    wrapped.last_mode = None
     return wrapped
 
 
-def jacobian(fun, argnums=0, *, tol: float = 0.0, max_selections: int = 4096, fast=None):
+def jacobian(fun, argnums=0, *, tol: float = 0.0, max_selections: int = 4096, fast=None, mode: str = "auto"):
     """The conservative Jacobian of ``fun`` as a function returning a ``MatrixSet``.
 
     Like ``jax.jacfwd(fun, argnums)``, but ``jacobian(fun)(*args)`` is the *set*
@@ -319,10 +360,19 @@ def jacobian(fun, argnums=0, *, tol: float = 0.0, max_selections: int = 4096, fa
     ``max_selections`` bounds the joint selections of interacting ties (and tie-block orderings
     of ``sort``); independent ties cost nothing against it.  Exceeding it raises
     ``SetTooLargeError`` naming the limit.
+
+    ``mode`` (``"auto"``, ``"forward"``, ``"reverse"``): forward (JVP) or reverse (VJP) form, the
+    same set either way; ``"auto"`` takes reverse mode for few outputs and many inputs, such as the
+    conservative gradient set of a loss (see ``value_and_jacobian``).  ``jac.last_mode`` says which
+    ran on the last call.
     """
-    vj = value_and_jacobian(fun, argnums, tol=tol, max_selections=max_selections, fast=fast)
+    vj = value_and_jacobian(fun, argnums, tol=tol, max_selections=max_selections, fast=fast, mode=mode)
 
     def jac(*args, **kwargs):
-        return vj(*args, **kwargs)[1]
+        try:
+            return vj(*args, **kwargs)[1]
+        finally:
+            jac.last_mode = vj.last_mode
 
+    jac.last_mode = None
     return jac

@@ -51,11 +51,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import _rules as R
-from ._jacobian import _prepare, jacobian
+from ._jacobian import _prepare, value_and_jacobian
 from ._matrix_set import MatrixSet, SetTooLargeError, _Group
 from ._selections import Choices, _add_table
 
-__all__ = ["jacobian_reverse"]
+__all__ = ["jacobian_reverse", "value_and_jacobian_reverse"]
 
 #: a fallback to forward mode warns when the forward call has at least this many input columns
 FALLBACK_WARN_COLUMNS = 20_000
@@ -751,44 +751,64 @@ def _assemble(center_t, tables, m, N):
     return MatrixSet._from_sparse((m, N), center, tuple(groups))
 
 
-def jacobian_reverse(fun, argnums=0, *, tol: float = 0.0, max_selections: int = 4096):
-    """The conservative Jacobian of ``fun`` in reverse mode (VJP form), for programs with few outputs.
+def value_and_jacobian_reverse(fun, argnums=0, *, tol: float = 0.0, max_selections: int = 4096):
+    """Like ``jacobian_reverse`` but the returned function gives ``(fun(*args), J)``.
 
-    Same arguments, semantics, result and errors as ``conservative.jacobian`` (the set
-    conv{J_σ : σ a selection of the active pieces}, module docstring of ``_jacobian``), computed with
-    O(outputs) VJP sweeps instead of O(inputs) JVPs: the conservative gradient set of a scalar loss
-    costs a small multiple of ``jax.grad``.  Programs outside the supported subset (module docstring)
-    are handed to the forward ``conservative.jacobian``, which is exact; the returned function's
-    attributes ``last_mode`` ("reverse" or "forward") and ``last_reason`` say what the last call
-    did, and a ``UserWarning`` is issued when such a fallback has at least
-    ``FALLBACK_WARN_COLUMNS`` input columns (forward mode may then be slow).
-    """
-    forward = jacobian(fun, argnums, tol=tol, max_selections=max_selections)  # validates the arguments
+    The returned function's attributes ``last_mode`` ("reverse" or "forward") and ``last_reason``
+    say what the last call did (see ``jacobian_reverse``)."""
+    forward = value_and_jacobian(fun, argnums, tol=tol, max_selections=max_selections, mode="forward")
     cache: dict = {}
 
-    def jac(*args, **kwargs):
+    def vj(*args, **kwargs):
         leaves, treedef, diff = _prepare(fun, argnums, args)
 
         def flat_fun(*ls):
             return fun(*jax.tree_util.tree_unflatten(treedef, ls), **kwargs)
 
         key = None if kwargs else (treedef, tuple((l.shape, str(l.dtype)) for l in leaves))
-        closed = cache.get(key) if key is not None else None
-        if closed is None:
-            closed = jax.make_jaxpr(flat_fun)(*leaves)
+        entry = cache.get(key) if key is not None else None
+        if entry is None:
+            closed, out_shape = jax.make_jaxpr(flat_fun, return_shape=True)(*leaves)
+            entry = (closed, jax.tree_util.tree_structure(out_shape))
             if key is not None:
-                cache[key] = closed
+                cache[key] = entry
+        closed, out_tree = entry
         try:
-            _, J = _reverse(closed, leaves, diff, tol, max_selections)
+            outs, J = _reverse(closed, leaves, diff, tol, max_selections)
         except (_Unsupported, SetTooLargeError) as e:
-            jac.last_mode, jac.last_reason = "forward", str(e)
+            vj.last_mode, vj.last_reason = "forward", str(e)
             N = sum(_size(leaves[i]) for i in diff)
             if N >= FALLBACK_WARN_COLUMNS:
                 warnings.warn(f"jacobian_reverse: {e}; falling back to forward mode with {N} input columns",
                               UserWarning, stacklevel=2)
             return forward(*args, **kwargs)
-        jac.last_mode, jac.last_reason = "reverse", None
-        return J
+        vj.last_mode, vj.last_reason = "reverse", None
+        return jax.tree_util.tree_unflatten(out_tree, [o for _, o in outs]), J
+
+    vj.last_mode, vj.last_reason = None, None
+    return vj
+
+
+def jacobian_reverse(fun, argnums=0, *, tol: float = 0.0, max_selections: int = 4096):
+    """The conservative Jacobian of ``fun`` in reverse mode (VJP form), for programs with few outputs.
+
+    Same arguments, semantics, result and errors as ``conservative.jacobian`` (the set
+    conv{J_σ : σ a selection of the active pieces}, module docstring of ``_jacobian``), computed with
+    O(outputs) VJP sweeps instead of O(inputs) JVPs: the conservative gradient set of a scalar loss
+    costs a few VJPs plus the bookkeeping of its ties.  Programs outside the supported subset (module
+    docstring) are handed to the forward ``conservative.jacobian``, which is exact; the returned
+    function's attributes ``last_mode`` ("reverse" or "forward") and ``last_reason`` say what the last
+    call did, and a ``UserWarning`` is issued when such a fallback has at least
+    ``FALLBACK_WARN_COLUMNS`` input columns (forward mode may then be slow).
+    ``conservative.jacobian(fun, mode="reverse")`` is this function.
+    """
+    vj = value_and_jacobian_reverse(fun, argnums, tol=tol, max_selections=max_selections)
+
+    def jac(*args, **kwargs):
+        try:
+            return vj(*args, **kwargs)[1]
+        finally:
+            jac.last_mode, jac.last_reason = vj.last_mode, vj.last_reason
 
     jac.last_mode, jac.last_reason = None, None
     return jac

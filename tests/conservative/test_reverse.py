@@ -26,7 +26,7 @@ def assert_same_set(A, B, directions=40, seed=0):
 
 def both(f, x, **kw):
     jr = jacobian_reverse(f, **kw)
-    return jr(x), C.jacobian(f, fast=False, **kw)(x), jr
+    return jr(x), C.jacobian(f, fast=False, mode="forward", **kw)(x), jr
 
 
 def test_soft_threshold_gradient_is_the_box():
@@ -182,3 +182,53 @@ def test_random_piecewise_affine_programs_equal_forward(ops, seed):
         Vr = np.unique(np.round(A.vertices.reshape(len(A.vertices), -1), 9), axis=0)
         Vf = np.unique(np.round(B.vertices.reshape(len(B.vertices), -1), 9), axis=0)
         assert Vr.shape == Vf.shape and np.allclose(Vr, Vf)
+
+
+def _soft_loss(x, lam=0.5):
+    return jnp.sum(jnp.sign(x) * jnp.maximum(jnp.abs(x) - lam, 0.0)) + 0.5 * x @ x
+
+
+def test_mode_auto_takes_reverse_for_a_loss_of_many_inputs():
+    n = 2 * C._jacobian.REVERSE_MIN_COLUMNS
+    rng = np.random.default_rng(3)
+    x = rng.uniform(-2, 2, n)
+    x[rng.choice(n, 50, replace=False)] = 0.5
+    x = jnp.asarray(x)
+    auto = C.value_and_jacobian(_soft_loss)
+    value, A = auto(x)
+    assert auto.last_mode == "reverse"
+    assert float(value) == float(_soft_loss(x))
+    fwd = C.jacobian(_soft_loss, mode="forward")
+    B = fwd(x)
+    assert fwd.last_mode == "forward"
+    assert_same_set(A, B, directions=10)
+    assert A.num_groups == 50 and A.contains(np.asarray(jax.grad(_soft_loss)(x))[None, :])
+
+
+def test_mode_auto_keeps_forward_for_many_outputs_or_few_inputs():
+    jac = C.jacobian(lambda x: jnp.maximum(x, 0.0))
+    jac(jnp.zeros(2000))
+    assert jac.last_mode == "forward"  # 2000 outputs
+    jac = C.jacobian(_soft_loss)
+    jac(jnp.array([0.5, 1.0]))
+    assert jac.last_mode == "forward"  # 2 inputs
+
+
+def test_mode_reverse_returns_the_value_and_the_forward_set():
+    x = jnp.array([0.5, -0.5, 1.5, 0.2])
+    vj = C.value_and_jacobian(_soft_loss, mode="reverse")
+    value, A = vj(x)
+    assert vj.last_mode == "reverse" and float(value) == float(_soft_loss(x))
+    assert_same_set(A, C.jacobian(_soft_loss, mode="forward")(x))
+    # outside the reverse subset (a tied sort) the forward interpreter answers
+    g = lambda x: jnp.sum(jnp.sort(x) * jnp.arange(4.0))
+    jac = C.jacobian(g, mode="reverse")
+    y = jnp.array([1.0, 1.0, 0.0, 2.0])
+    assert_same_set(jac(y), C.jacobian(g, mode="forward")(y))
+    assert jac.last_mode == "forward"
+
+
+@pytest.mark.parametrize("mode", ["sideways", None, 1])
+def test_mode_must_be_a_known_option(mode):
+    with pytest.raises(ValueError, match="mode"):
+        C.jacobian(jnp.sin, mode=mode)
