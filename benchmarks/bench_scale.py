@@ -144,7 +144,7 @@ def section_gradient(quick=False):
         return jnp.sum(soft(z)) + 0.5 * jnp.sum(z**2)
 
     print(f"gradient set of sum(soft(x)) + ||x||^2/2 on R^{n} with {ties} ties (forward mode, sparse reps)")
-    jac = conservative.jacobian(loss)
+    jac = conservative.jacobian(loss, mode="forward")
     with PeakRSS() as mem_first:
         t_first, G = best_of(lambda: jac(x), repeat=1)
     with PeakRSS() as mem:
@@ -178,11 +178,26 @@ def section_gradient(quick=False):
 #: the sections this benchmark runs, in order. Reverse-mode sections (written in
 #: benchmarks/bench_scale_gradient.py) are appended to this list: each is a function
 #: (quick: bool) -> bool that prints its numbers and returns whether its targets are met.
-SECTIONS = [
-    section_soft_threshold,
-    section_gradient,
-    # reverse-mode sections go here
-]
+def _reverse_sections():
+    """The reverse-mode sections of ``bench_scale_gradient`` (they assert their targets)."""
+    import bench_scale_gradient as G
+
+    def section_gradient_reverse(quick=False):
+        G.section_soft(20_000 if quick else 100_000, 2_000 if quick else 10_000)
+        return True
+
+    def section_classifier(quick=False):
+        G.section_classifier(quick=quick)
+        return True
+
+    def section_reverse_vs_forward(quick=False):
+        G.section_vs_forward(500 if quick else 2000, 50 if quick else 200)
+        return True
+
+    return [section_gradient_reverse, section_classifier, section_reverse_vs_forward]
+
+
+SECTIONS = [section_soft_threshold, section_gradient, *_reverse_sections()]
 
 
 def main(argv=None):

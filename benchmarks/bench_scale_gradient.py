@@ -188,7 +188,7 @@ def section_classifier(ties=20, quick=False):
 def section_vs_forward(n=2000, ties=200):
     x, idx = soft_point(n, ties, seed=3)
     jr = jacobian_reverse(loss_soft)
-    jf = conservative.jacobian(loss_soft, fast=False)
+    jf = conservative.jacobian(loss_soft, fast=False, mode="forward")
     g = jax.jit(jax.grad(loss_soft))
     Jr, Jf = jr(x), jf(x)
     rng = np.random.default_rng(4)

@@ -54,6 +54,7 @@ from . import _rules as R
 from ._jacobian import _prepare, value_and_jacobian
 from ._matrix_set import MatrixSet, SetTooLargeError, _Group
 from ._selections import Choices, _add_table
+from ._ties import comparison_kind
 
 __all__ = ["jacobian_reverse", "value_and_jacobian_reverse"]
 
@@ -135,10 +136,6 @@ def _run(st, jaxpr, consts, args):
     return [read(v) for v in jaxpr.outvars]
 
 
-_SIDE_BELOW = {"lt", "le", "lt_to", "le_to"}
-_SIDE_ABOVE = {"gt", "ge"}
-
-
 def _tie_key(name, eqn, ids, shape):
     """The tie a comparison asks about and whether it is True under option 0, as the forward
     interpreter keys it (``_ties._comparison_tie``): ``a < b``, ``a <= b``, ``b > a``, ``b >= a``
@@ -151,14 +148,8 @@ def _tie_key(name, eqn, ids, shape):
             raise _Unsupported("a tied comparison with a constant operand")
         else:
             refs.append(("var", i))
-    swap = refs[1] < refs[0]
-    if swap:
-        refs.reverse()
-    if name in _SIDE_BELOW or name in _SIDE_ABOVE:
-        flip, kind = (name in _SIDE_BELOW) != swap, "side"
-    else:
-        flip, kind = name == "ne", "eq"
-    return (kind, tuple(refs), shape), bool(flip)
+    kind, refs, flip = comparison_kind(name, refs)
+    return (kind, refs, shape), bool(flip)
 
 
 def _eqn(st, eqn, ins):

@@ -195,6 +195,18 @@ _SIDE_BELOW = {"lt", "le", "lt_to", "le_to"}  # True on the side a < b of a tie 
 _SIDE_ABOVE = {"gt", "ge"}
 
 
+def comparison_kind(name, refs):
+    """(kind, ordered operand refs, flip) of a comparison ``name`` on operands ``refs``: the two
+    orders of the same operands give one key; ``flip`` says whether the comparison is True under
+    option 0 of the shared choice ("side": a below b; "eq": not equal)."""
+    swap = refs[1] < refs[0]
+    if swap:
+        refs = refs[::-1]
+    if name in _SIDE_BELOW or name in _SIDE_ABOVE:
+        return "side", tuple(refs), (name in _SIDE_BELOW) != swap
+    return "eq", tuple(refs), name == "ne"
+
+
 def _comparison_tie(ctx, name, eqn, invals, amb):
     """Per position of a tied comparison: the id of the choice it shares, and whether it is True
     under option 0 (``_V.tie``).  ``a < b``, ``a <= b``, ``b > a``, ``b >= a`` at a tie a = b all
@@ -210,18 +222,12 @@ def _comparison_tie(ctx, name, eqn, invals, amb):
         else:
             refs.append(("var", id(v)))
             ctx.keep.append(v)  # the id stays unique while the interpreter runs
-    swap = refs[1] < refs[0]
-    if swap:
-        refs.reverse()
-    if name in _SIDE_BELOW or name in _SIDE_ABOVE:
-        flip, kind = (name in _SIDE_BELOW) != swap, "side"
-    else:
-        flip, kind = name == "ne", "eq"
+    kind, refs, flip = comparison_kind(name, refs)
     shape = np.shape(amb)
     ids = np.full(shape, -1, dtype=np.int64)
     flat = ids.reshape(-1)
     for p in np.flatnonzero(np.asarray(amb).ravel()):
-        flat[p] = ctx.tie_ids.setdefault((kind, tuple(refs), shape, int(p)), len(ctx.tie_ids))
+        flat[p] = ctx.tie_ids.setdefault((kind, refs, shape, int(p)), len(ctx.tie_ids))
     return ids, np.full(shape, flip)
 
 

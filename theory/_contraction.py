@@ -93,26 +93,8 @@ def induced_norm(A: np.ndarray, R: np.ndarray) -> np.ndarray:
     return np.array([np.linalg.norm(R @ a @ Rinv, 2) for a in A])
 
 
-@dataclass(frozen=True)
-class ContractionCertificate:
-    """A norm in which every member of the family is a ρ-contraction (if ``contracts``).
-
-    ``rho`` is max_i ‖R A_i R⁻¹‖₂ recomputed with numpy from ``P = RᵀR`` and the data, times
-    (1 + ``margin``); it bounds ‖A‖_P for all A in conv(family) and the joint spectral radius.
-    ``rho_solver`` is the bisection target the SDP accepted (informative only).
-    ``norm_to_2`` = ‖R⁻¹‖₂ and ``two_to_norm`` = ‖R‖₂ are the equivalence constants:
-    ‖x‖₂ ≤ norm_to_2·‖x‖_P and ‖x‖_P ≤ two_to_norm·‖x‖₂.
-    """
-
-    rho: float
-    P: np.ndarray = field(repr=False)
-    norm: str  # "2" or "ellipsoidal"
-    margin: float
-    rho_2norm: float  # max_i ‖A_i‖₂ for comparison
-    spectral_radius: float  # max_i ρ(A_i): no norm can do better
-    rho_solver: float | None = None
-    solver: str | None = None
-    message: str = ""
+class _EllipsoidalNorm:
+    """‖x‖_P = ‖R x‖₂ with P = RᵀR (``P`` and ``rho`` are fields of the certificate classes)."""
 
     @property
     def contracts(self) -> bool:
@@ -135,6 +117,28 @@ class ContractionCertificate:
     def condition(self) -> float:
         """κ(R) = √κ(P): the distortion between ‖·‖_P and ‖·‖₂."""
         return self.norm_to_2 * self.two_to_norm
+
+
+@dataclass(frozen=True)
+class ContractionCertificate(_EllipsoidalNorm):
+    """A norm in which every member of the family is a ρ-contraction (if ``contracts``).
+
+    ``rho`` is max_i ‖R A_i R⁻¹‖₂ recomputed with numpy from ``P = RᵀR`` and the data, times
+    (1 + ``margin``); it bounds ‖A‖_P for all A in conv(family) and the joint spectral radius.
+    ``rho_solver`` is the bisection target the SDP accepted (informative only).
+    ``norm_to_2`` = ‖R⁻¹‖₂ and ``two_to_norm`` = ‖R‖₂ are the equivalence constants:
+    ‖x‖₂ ≤ norm_to_2·‖x‖_P and ‖x‖_P ≤ two_to_norm·‖x‖₂.
+    """
+
+    rho: float
+    P: np.ndarray = field(repr=False)
+    norm: str  # "2" or "ellipsoidal"
+    margin: float
+    rho_2norm: float  # max_i ‖A_i‖₂ for comparison
+    spectral_radius: float  # max_i ρ(A_i): no norm can do better
+    rho_solver: float | None = None
+    solver: str | None = None
+    message: str = ""
 
     def summary(self) -> str:
         verdict = "contracts" if self.contracts else "does NOT contract (no certificate with ρ < 1 found)"
@@ -323,7 +327,7 @@ def _flag_noncontracting(best, srad):
 
 
 @dataclass(frozen=True)
-class ProductContraction:
+class ProductContraction(_EllipsoidalNorm):
     """‖A_{w_1}⋯A_{w_k}‖_P ≤ ``rho`` < 1 for every word of length k = ``length`` (re-checked).
 
     ``rhos[j-1]`` bounds max_{|w|=j} ‖R A_w R⁻¹‖₂ for j = 1..k (P = RᵀR; P = I is the 2-norm).
@@ -341,26 +345,6 @@ class ProductContraction:
     words: int = 0  # products checked at the last length
 
     norm = "product"
-
-    @property
-    def contracts(self) -> bool:
-        return self.rho < 1.0
-
-    @property
-    def R(self) -> np.ndarray:
-        return np.linalg.cholesky(self.P).T
-
-    @property
-    def norm_to_2(self) -> float:
-        return float(np.linalg.norm(np.linalg.inv(self.R), 2))
-
-    @property
-    def two_to_norm(self) -> float:
-        return float(np.linalg.norm(self.R, 2))
-
-    @property
-    def condition(self) -> float:
-        return self.norm_to_2 * self.two_to_norm
 
     def summary(self) -> str:
         verdict = "contracts" if self.contracts else "does NOT contract"
