@@ -174,9 +174,28 @@ def _eager_chunk(F, state, theta, count):
     return x, jnp.maximum(peak, sup_norm(x))
 
 
+def _eager_start(F, x, theta, count):
+    """The first chunk: ``count`` ≥ 1 steps from x_0; returns ((x_count, peak), scale) with the
+    initial scale max(‖x_0‖_∞, ‖x_1‖_∞) of the divergence check and peak as in :func:`_eager_chunk`."""
+    x1 = F(x, theta)
+    scale = jnp.maximum(sup_norm(x), sup_norm(x1))
+    return _eager_chunk(F, (x1, scale), theta, count - 1), scale
+
+
 # compiled once per map F (static) and shapes, not once per call: an eager call of iterate on
 # the same F reuses the compiled chunk
 _eager_chunk_jit = jax.jit(_eager_chunk, static_argnums=0)
+_eager_start_jit = jax.jit(_eager_start, static_argnums=0)
+
+#: seconds per step of the last eager run, per (map, argument structure and shapes): sizes the
+#: first chunk of the next run, so that a cheap map runs in one compiled call (bounded size)
+_STEP_SECONDS: dict = {}
+
+
+def _remember_rate(key, seconds: float):
+    if key not in _STEP_SECONDS and len(_STEP_SECONDS) >= 64:
+        _STEP_SECONDS.pop(next(iter(_STEP_SECONDS)))
+    _STEP_SECONDS[key] = seconds
 _locate_jit = jax.jit(lambda F, *a: _locate(F, *a), static_argnums=0)
 
 
@@ -232,34 +251,44 @@ def _run_eager_chunks(F, x, theta, n: int, max_growth: float | None, check_inter
     CHECK_EVERY steps: the divergence check costs one reduction per CHECK_EVERY steps.
     Returns (x_n, first_bad (-1 if none), value, scale).
     """
+    key = None
     if _hashable(F):
         chunk = lambda state, count: _eager_chunk_jit(F, state, theta, count)  # noqa: E731
+        first = lambda count: _eager_start_jit(F, x, theta, count)  # noqa: E731
         locate = _locate_jit
+        key = _shape_key(F, x, theta)
     else:
         chunk = jax.jit(lambda state, count: _eager_chunk(F, state, theta, count))
+        first = jax.jit(lambda count: _eager_start(F, x, theta, count))
         locate = jax.jit(_locate, static_argnums=0)
 
+    # the first chunk: 1 step on a first call with this map and these shapes (its time, which
+    # includes dispatch and compilation, bounds the cost of a step), else as many steps as the
+    # per-step time measured on the previous call fits in CHUNK_SECONDS
+    rate = _STEP_SECONDS.get(key) if key is not None else None
+    count = 1 if rate is None else int(min(n, max(1, CHUNK_SECONDS / max(rate, 1e-9))))
     t0 = time.perf_counter()
-    # peak after the first step: the initial scale max(‖x_0‖_∞, ‖x_1‖_∞) (nan if x_0 is not finite)
-    state = jax.block_until_ready(chunk((x, jnp.asarray(-np.inf)), jnp.asarray(1, jnp.int32)))
+    state, scale = jax.block_until_ready(first(np.int32(count)))
     check_interrupt()
-    # the first chunk's time bounds the cost of one step (plus dispatch, and compilation on a
-    # first call), so this many steps take at most about CHUNK_SECONDS
-    count = int(max(1, CHUNK_SECONDS / max(time.perf_counter() - t0, 1e-6)))
-    scale = float(state[1])
+    dt = time.perf_counter() - t0
+    done = count
+    count = int(max(1, min(4 * count, count * CHUNK_SECONDS / max(dt, 1e-6)))) if rate is None else count
+    scale = float(scale)  # max(‖x_0‖_∞, ‖x_1‖_∞), nan if x_0 is not finite
     limit = growth_limit(max_growth, scale) if np.isfinite(scale) else math.nan
-    start, done = (x, 0), 1
+    start = (x, 0)
     while True:
         if not float(state[1]) <= limit:  # nan or above the limit within the last chunk
             (x_start, k0), c = start, done - start[1]
             k, value = locate(F, x_start, theta, jnp.asarray(c, jnp.int32), jnp.asarray(limit), state[1])
             return state[0], k0 + int(k), float(value), scale
         if done >= n:
+            if key is not None and done > 1:
+                _remember_rate(key, dt / max(done - start[1], 1))
             return state[0], -1, 0.0, scale
         count = min(count, n - done)
         start = (state[0], done)
         t0 = time.perf_counter()
-        state = jax.block_until_ready(chunk(state, jnp.asarray(count, jnp.int32)))
+        state = jax.block_until_ready(chunk(state, np.int32(count)))
         check_interrupt()
         dt = time.perf_counter() - t0
         done += count
@@ -335,8 +364,32 @@ def _validate_args(steps, mode, truncate, x0, theta):
                 raise ValueError(f"`{name}{jax.tree_util.keystr(path)}` contains non-finite values (inf/nan)")
 
 
+#: (map, argument structure and shapes) whose signature check passed: ``jax.eval_shape`` traces F
+#: (≈ 1 ms), more than a whole run of a cheap map; bounded size
+_SIGNATURE_OK: dict = {}
+
+
+def _shape_key(F, *trees):
+    """A hashable key of F and the structure, shapes and dtypes of ``trees`` (None if F is unhashable)."""
+    if not _hashable(F):
+        return None
+    leaves = jax.tree_util.tree_leaves(trees)
+    return (F, jax.tree_util.tree_structure(trees), tuple((jnp.shape(v), jnp.result_type(v)) for v in leaves))
+
+
 def _check_map_signature(F, x0, theta):
     """F(x0, θ) must return a pytree with the structure, shapes and dtypes of x0 (abstractly)."""
+    key = _shape_key(F, x0, theta)
+    if key is not None and key in _SIGNATURE_OK:
+        return
+    _check_map_signature_traced(F, x0, theta)
+    if key is not None:
+        if len(_SIGNATURE_OK) >= 256:
+            _SIGNATURE_OK.pop(next(iter(_SIGNATURE_OK)))
+        _SIGNATURE_OK[key] = True
+
+
+def _check_map_signature_traced(F, x0, theta):
     out = jax.eval_shape(F, x0, theta)
     want = jax.tree_util.tree_structure(x0)
     got = jax.tree_util.tree_structure(out)
@@ -421,6 +474,12 @@ def iterate(F: Callable, x0, theta, steps: int, *, mode: str = "autodiff", trunc
             if not _is_traced((x, th)) and _hashable(F):
                 return _plain_jit(F, x, th, n)
             return lax.fori_loop(0, n, lambda _, x: F(x, th), x)
+        if upstream is None and n > 0 and not _is_traced((x, th)):
+            x, first_bad, value, scale = _run_eager(F, x, th, n, max_growth)
+            if first_bad < 0:
+                return x  # concrete and healthy: nothing to convert or report
+            diag = (jnp.asarray(first_bad + offset, jnp.int32), jnp.asarray(value), jnp.asarray(scale))
+            return _report_divergence(x, diag, th, steps, max_growth)
         x, diag = _run(F, x, th, n, max_growth=max_growth, offset=offset)
         if upstream is not None:
             diag = _first_of(upstream, diag)

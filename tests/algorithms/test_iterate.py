@@ -417,3 +417,21 @@ def test_growth_check_off_at_a_zero_start_is_no_false_alarm():
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             np.testing.assert_array_equal(jax.block_until_ready(f(jnp.asarray(1.0))), 0.0)
+
+
+def test_eager_run_sized_from_a_previous_call_still_reports_the_first_bad_step():
+    # x_{k+1} = a x_k + 1: a healthy call with a = 0.5 records the per-step time, so the next
+    # call with the same map and shapes runs in one compiled chunk; with a = 2 the iterates
+    # 2^k·(x_0 + 1) - 1 first exceed max_growth · max(|x_0|, |x_1|) = 1e3 · 3 at k = 11
+    from algorithms import _iterate
+
+    F = lambda x, a: a * x + 1.0  # noqa: E731
+    x0 = jnp.ones(3)
+    np.testing.assert_allclose(np.asarray(iterate(F, x0, jnp.asarray(0.5), 200)), 2.0, rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(iterate(F, x0, jnp.asarray(0.5), 200)), 2.0, rtol=1e-12)
+    assert any(key[0] is F for key in _iterate._STEP_SECONDS)
+    ks = np.arange(20)
+    expected = int(np.argmax(2.0 ** ks * 2 - 1 > 1e3 * 3))
+    assert expected == 11
+    with pytest.raises(ValueError, match=f"diverged at step {expected} of steps=200"):
+        iterate(F, x0, jnp.asarray(2.0), 200, max_growth=1e3)
