@@ -55,7 +55,7 @@ from numpy.typing import ArrayLike
 from conservative import MatrixSet, SetTooLargeError
 from conservative._qp import ldexp_up, pow2_exponent, rescale_exactly
 
-from ._contraction import ContractionCertificate, ProductContraction, certify_norm, contraction_factor
+from ._contraction import ContractionCertificate, ProductContraction
 from ._invariant_polytope import InvariantPolytope
 from ._jsr import JSRResult
 from ._polytope_norm import PolytopeContraction
@@ -81,21 +81,6 @@ def as_block_family(family: MatrixSet | ArrayLike, name: str = "family") -> tupl
         raise ValueError(f"{name}: expected [A, B] blocks of shape n×(n+m) with m ≥ 1 (A square n×n), "
                          f"got {n}×{N}")
     return V[:, :, :n], V[:, :, n:]
-
-
-def _check_contraction(A, contraction, name="family") -> ContractionCertificate:
-    if contraction is None:
-        cert = contraction_factor(A)
-    elif isinstance(contraction, ContractionCertificate):
-        cert = certify_norm(A, contraction.P)  # never trust a certificate computed for other data
-    else:
-        raise TypeError(f"contraction: expected a ContractionCertificate or None, got {type(contraction).__name__}")
-    if not cert.contracts:
-        raise ValueError(
-            f"{name}: the A blocks do not contract: best ρ found = {cert.rho:.6g} ≥ 1 ({cert.norm} norm; "
-            f"2-norm {cert.rho_2norm:.6g}, max spectral radius {cert.spectral_radius:.6g}). "
-            "fix(𝒥) is only guaranteed (and computed) for ρ < 1.")
-    return cert
 
 
 @dataclass(frozen=True)

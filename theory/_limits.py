@@ -13,7 +13,8 @@ J_imp is the image of a polytope under a rational map, not a polytope.  ``implic
 represents it by the images of a grid of convex weights of resolution r (all λ ∈ Δ_k with rλ
 integer; the family's vertices are among them), together with a *certified covering radius*
 δ: every point of J_imp lies within δ (Frobenius) of a sample.  With c ≥ ‖(I - A)⁻¹‖₂ on 𝒥
-(c = κ(R)/(1-ρ) from a contraction certificate) the identity
+(c = κ(R)/(1-ρ) from an ellipsoidal contraction certificate; for a norm in which only the k-step
+map contracts, c = c_F c_N ‖L‖₂ Σ_{i<k} lip_i/(1-ρ), see ``_step_norm``) the identity
 M' - M = (I - A')⁻¹[(A' - A)M + (B' - B)] gives ‖M' - M‖_F ≤ c √(‖M‖₂² + 1) ‖[A'-A, B'-B]‖_F,
 and every λ is within ℓ₁-distance k/r of a grid point.  ``compare_limits`` uses J_pb :=
 conv fix 𝒥 as computed by ``fixed_set``.
@@ -35,8 +36,8 @@ import numpy as np
 
 from conservative import MatrixSet
 
-from ._contraction import ContractionCertificate, certify_norm, contraction_factor
-from ._fixed_set import _check_contraction, as_block_family, fixed_set
+from ._fixed_set import as_block_family, fixed_set
+from ._step_norm import step_norms
 from ._validate import check_count, check_tolerance
 
 __all__ = ["ImplicitSet", "implicit_set", "LimitComparison", "compare_limits"]
@@ -120,13 +121,16 @@ def implicit_set(family, *, resolution: int = 50, contraction=None, max_samples:
     samples = np.linalg.solve(IA, Bl)
     vimg = np.linalg.solve(np.eye(n) - A, B)
     if contraction is None:
-        cert = contraction_factor(A)
-    elif isinstance(contraction, ContractionCertificate):
-        cert = certify_norm(A, contraction.P)
+        try:  # the covering radius needs some certified norm; without one it is reported infinite
+            norm = step_norms(A, None, jsr_time_limit=10.0)[0]
+        except ValueError:
+            norm = None
     else:
-        raise TypeError(f"contraction: expected a ContractionCertificate or None, got {type(contraction).__name__}")
-    if cert.contracts:
-        c = cert.condition / (1 - cert.rho)  # ≥ ‖(I - A)⁻¹‖₂ on the whole hull
+        norm = step_norms(A, contraction, name="contraction")[0]
+    if norm is not None:
+        # ‖A^{qk+i}‖_N ≤ ρ^q lip_i on the hull (the bounds hold for products of members of conv family),
+        # so ‖(I - A)⁻¹‖₂ ≤ c_F c_N ‖L‖₂ Σ_{i<k} lip_i / (1 - ρ) (= κ/(1 - ρ) for an ellipsoidal norm)
+        c = norm.condition * norm.lip_sum / (1 - norm.rho)
         msup = c * max(float(np.linalg.norm(b, 2)) for b in B)
         V = np.concatenate([A, B], axis=2).reshape(k, -1)
         spread = float(np.max(_row_norms(V - V.mean(axis=0))))
@@ -181,14 +185,15 @@ def compare_limits(family, *, resolution: int = 50, tol: float = 1e-8, max_inclu
     Returns the excess gap(J_pb, J_imp) with a witness in J_pb far from J_imp (see
     ``LimitComparison``) and checks J_imp ⊆ J_pb on the vertex images and up to
     ``max_inclusion_checks`` evenly spread samples (each a certified QP distance).
-    ``fixed`` (the pair returned by ``fixed_set(family, ...)``) and ``contraction`` (a
-    ``ContractionCertificate`` of the A blocks) reuse earlier computations.
+    ``fixed`` (the pair returned by ``fixed_set(family, ...)``) and ``contraction`` (any certificate
+    ``fixed_set`` accepts: ellipsoidal, product length, invariant polytope, ``JSRResult``; re-checked)
+    reuse earlier computations.
     """
     A, B = as_block_family(family)
     resolution = check_count(resolution, "resolution")
     tol = check_tolerance(tol, "tol")
     max_inclusion_checks = check_count(max_inclusion_checks, "max_inclusion_checks")
-    cert = _check_contraction(A, contraction)
+    cert = step_norms(A, contraction)[0].cert  # any certified contraction (re-checked), or a clear ValueError
     if fixed is None:
         X, err = fixed_set(family, tol=tol, contraction=cert, **fixed_set_kwargs)
     else:

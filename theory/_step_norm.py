@@ -101,12 +101,17 @@ def _recheck(A, contraction):
     if isinstance(contraction, PolytopeContraction):
         return polytope_contraction(A, contraction.vertices, source=contraction.source)
     if isinstance(contraction, InvariantPolytope):
+        if contraction.kind == "complex":
+            raise ValueError("contraction: a complex invariant polytope defines a norm on Cⁿ, not one this "
+                             "fixed-set iteration can use; pass a ProductContraction or None (search automatically)")
         if not contraction.success or len(contraction.vertices) == 0:
             raise ValueError(f"contraction: the invariant polytope did not close ({contraction.reason}): no norm")
         return polytope_contraction(A, contraction.vertices, source=f"invariant polytope of word {contraction.word}")
     if isinstance(contraction, JSRResult):
         up = contraction.upper_certificate
-        if isinstance(up, InvariantPolytope) and up.success and up.vertices.shape[1:] == A.shape[1:2]:
+        # the real polytope norm absconv(V), re-checked on the data (complex polytopes live on Cⁿ: no)
+        if (isinstance(up, InvariantPolytope) and up.kind != "complex" and up.success
+                and up.vertices.shape[1:] == A.shape[1:2]):
             return polytope_contraction(A, up.vertices, source=f"jsr: invariant polytope of word {up.word}")
         if isinstance(up, ContractionCertificate) and up.P.shape == A.shape[1:]:
             return certify_norm(A, up.P)

@@ -75,3 +75,29 @@ def test_implicit_set_distances_do_not_underflow_or_overflow(scale):
     lo, up = imp.distance(np.array([[5.0 * scale]]))
     # the nearest point of J_imp = [4/3, 2]·scale is 2·scale: the distance is 3·scale
     assert lo <= 3.0 * scale * (1 + 1e-12) and up >= 3.0 * scale * (1 - 1e-12) and up > 0
+
+
+def test_limits_follow_a_product_contraction_when_no_ellipsoid_contracts():
+    """Heavy-ball × 0.9 (α = 1, β = 3/4): no ellipsoidal norm contracts (best ≈ 1.03), products of
+    length 2 do.  compare_limits and implicit_set use that certificate: J_imp ⊆ J_pb holds up to the
+    fixed-set error, and the covering radius of the samples is finite and covers J_imp."""
+    from theory import contraction_factor
+    from theory._contraction import product_contraction
+
+    M1 = 0.9 * np.array([[0.75, -0.75], [1.0, 0.0]])
+    M2 = 0.9 * np.array([[1.5, -0.75], [1.0, 0.0]])
+    b = np.array([[1.0], [0.0]])
+    fam = np.array([np.hstack([M1, b]), np.hstack([M2, b])])
+    A = fam[:, :, :2]
+    assert not contraction_factor(A).contracts
+    prod = product_contraction(A)
+    assert prod.contracts and prod.length >= 2
+    imp = implicit_set(fam, resolution=20, contraction=prod)
+    assert np.isfinite(imp.covering_radius)
+    rng = np.random.default_rng(0)
+    for lam in rng.dirichlet(np.ones(2), size=50):
+        Al, Bl = np.tensordot(lam, A, 1), np.tensordot(lam, fam[:, :, 2:], 1)
+        M = np.linalg.solve(np.eye(2) - Al, Bl)
+        assert imp.distance(M)[0] == 0.0  # within the covering radius of a sample
+    cmp = compare_limits(fam, resolution=20, tol=1e-6)
+    assert cmp.includes and cmp.pb_error <= 1e-6
