@@ -137,7 +137,7 @@ def test_packages_ship_type_information():
         assert (ROOT / pkg / "py.typed").is_file(), pkg
         assert "py.typed" in data[pkg], pkg
     assert "BSD 3-Clause" in (ROOT / "LICENSE").read_text()
-    assert pyproject["project"]["license"]["text"] == "BSD-3-Clause"
+    assert pyproject["project"]["license"] == "BSD-3-Clause" and pyproject["project"]["license-files"] == ["LICENSE"]
 
 
 def test_algorithms_api_page_lists_every_public_name():
