@@ -52,6 +52,7 @@ from ._convergence_report import VERDICTS, DerivativeConvergence
 from ._derivative_convergence import derivative_convergence, fit_rate
 from ._distances import CertifiedDistance, distance, gap, hausdorff, project
 from ._fixed_set import FixedSetIteration, fixed_set, fixed_set_iteration
+from ._fixed_set_bounds import FixedSetBounds, fixed_set_bounds
 from ._invariant_polytope import InvariantPolytope, invariant_polytope, verify_polytope
 from ._jsr import JSRResult, exact_eigenvalues, exact_product, jsr, symmetric_lift, word_product
 from ._limits import ImplicitSet, LimitComparison, compare_limits, implicit_set
@@ -70,6 +71,7 @@ __all__ = [
     "BlockTriangularization", "BlockCertificate", "block_triangularize",
     "SOSCertificate", "sos_jsr_bound",
     "FixedSetIteration", "fixed_set", "fixed_set_iteration",
+    "FixedSetBounds", "fixed_set_bounds",
     "ProductContraction", "product_contraction", "PolytopeContraction", "polytope_contraction",
     "ImplicitSet", "implicit_set", "LimitComparison", "compare_limits",
     "one_step_error_bound", "one_step_error_bound_superlinear", "implicit_error_bound_one_step_paper",
