@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import functools
 import warnings
-from typing import Callable
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -34,6 +34,7 @@ from jax.flatten_util import ravel_pytree
 
 from ._linear_solve import _validate, report, solve_linear
 from ._restricted import _support_mask, free_coordinates, prox_structure, restricted_solve
+from ._strategies import _Solve
 
 #: Default ``residual_rtol``: implicit differentiation warns when ‖G(x, θ)‖ at the returned point
 #: exceeds this fraction of ‖G(init, θ)‖ (for fixed points, ‖T(x) − x‖ against ‖T(x_0) − x_0‖),
@@ -70,10 +71,11 @@ def _check_residual(name: str, rtol: float):
     return check
 
 
-def root_jvp(optimality_fun: Callable, x, args: tuple, targs: tuple, *, solve="auto",
+def root_jvp(optimality_fun: Callable, x: Any, args: tuple, targs: tuple, *, solve: _Solve = "auto",
              tol: float = 1e-10, maxiter: int | None = None, what: str = "∂₁G", checks: bool = True,
-             init=None, residual_rtol: float | None = None, residual_name: str = "optimality residual ‖G(x, θ)‖",
-             fixed_point_form: bool = False, symmetric: bool = False, support=None, prox: bool = False):
+             init: Any = None, residual_rtol: float | None = None,
+             residual_name: str = "optimality residual ‖G(x, θ)‖", fixed_point_form: bool = False,
+             symmetric: bool = False, support: str | Callable | None = None, prox: bool = False) -> Any:
     """Tangent of x*(θ) along ``targs``: solve ∂₁G(x, θ) ẋ = -∂₂G(x, θ)·θ̇ (jaxopt paper, eq. (2)).
 
     ``x`` is a pytree (the root), ``args`` the tuple of arguments of ``optimality_fun(x, *args)``.
@@ -124,7 +126,7 @@ def root_jvp(optimality_fun: Callable, x, args: tuple, targs: tuple, *, solve="a
     return unravel(x_dot)
 
 
-def symmetry_hint(fun) -> bool:
+def symmetry_hint(fun: Any) -> bool:
     """The ``symmetric`` attribute of a map (True: its implicit system is symmetric positive
     definite at a solution, restricted to the free coordinates for prox maps), else False."""
     return getattr(fun, "symmetric", False) is True
@@ -189,9 +191,10 @@ def _wrap(solver: Callable, optimality_fun: Callable, solve, tol: float, maxiter
     return call
 
 
-def custom_root(optimality_fun: Callable, *, solve="auto", tol: float = 1e-10,
+def custom_root(optimality_fun: Callable, *, solve: _Solve = "auto", tol: float = 1e-10,
                 maxiter: int | None = None, checks: bool = True, residual_rtol: float | None = RESIDUAL_RTOL,
-                symmetric: bool | None = None, support=None):
+                symmetric: bool | None = None,
+                support: str | Callable | None = None) -> Callable[[Callable], Callable]:
     """Decorator adding implicit differentiation to ``solver(init, *args) → x*`` with G(x*, *args) = 0.
 
     Args:
@@ -244,10 +247,10 @@ def custom_root(optimality_fun: Callable, *, solve="auto", tol: float = 1e-10,
     return decorator
 
 
-def custom_fixed_point(fixed_point_fun: Callable, *, solve="auto", tol: float = 1e-10,
+def custom_fixed_point(fixed_point_fun: Callable, *, solve: _Solve = "auto", tol: float = 1e-10,
                        maxiter: int | None = None, checks: bool = True,
                        residual_rtol: float | None = RESIDUAL_RTOL, symmetric: bool | None = None,
-                       support="auto"):
+                       support: str | Callable | None = "auto") -> Callable[[Callable], Callable]:
     """Decorator adding implicit differentiation to ``solver(init, *args) → x*`` with x* = T(x*, *args).
 
     Equivalent to :func:`custom_root` with the residual G(x, θ) = x - T(x, θ) (jaxopt paper,

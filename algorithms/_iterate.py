@@ -36,7 +36,7 @@ import signal
 import threading
 import time
 import warnings
-from typing import Callable
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -47,6 +47,7 @@ from conservative._divergence import FMAX, MAX_GROWTH, check_max_growth, describ
 
 from ._implicit import RESIDUAL_RTOL, custom_fixed_point, custom_root
 from ._linear_solve import _is_traced, _validate, report
+from ._strategies import _Solve
 
 MODES = ("autodiff", "implicit", "one_step", "truncated")
 
@@ -404,11 +405,11 @@ def _check_map_signature_traced(F, x0, theta):
             )
 
 
-def iterate(F: Callable, x0, theta, steps: int, *, mode: str = "autodiff", truncate: int | None = None,
-            optimality_fun: Callable | None = None, solve="auto", tol: float = 1e-10,
+def iterate(F: Callable, x0: Any, theta: Any, steps: int, *, mode: str = "autodiff", truncate: int | None = None,
+            optimality_fun: Callable | None = None, solve: _Solve = "auto", tol: float = 1e-10,
             maxiter: int | None = None, check_finite: bool = True, checks: bool = True,
             max_growth: float | None = MAX_GROWTH, residual_rtol: float | None = RESIDUAL_RTOL,
-            symmetric: bool | None = None, support="auto"):
+            symmetric: bool | None = None, support: str | Callable | None = "auto") -> Any:
     """Run x_k = F(x_{k-1}, θ) for ``steps`` steps; derivatives in θ follow the chosen estimator.
 
     Args:
@@ -520,8 +521,9 @@ def _root_form(F, optimality_fun):
     return G if callable(G) else None
 
 
-def implicit_plan(F, x0, theta=None, *, optimality_fun: Callable | None = None, solve="auto",
-                  symmetric: bool | None = None, support="auto") -> dict:
+def implicit_plan(F: Callable, x0: Any, theta: Any = None, *, optimality_fun: Callable | None = None,
+                  solve: _Solve = "auto", symmetric: bool | None = None,
+                  support: str | Callable | None = "auto") -> dict:
     """Which linear system and which solver ``iterate(F, x0, theta, k, mode="implicit", ...)`` uses.
 
     Returns a dict: ``system`` ('root form ∂₁G(x, θ) u = -∂₂G θ̇' with its source, or

@@ -32,7 +32,7 @@ import jax.scipy.linalg as jsl
 import numpy as np
 from jax import lax
 
-from ._strategies import GMRES, STRINGS, Auto, as_strategy, choose_solver
+from ._strategies import GMRES, STRINGS, Auto, _Solve, as_strategy, choose_solver
 
 DENSE_SOLVERS = ("lu", "cholesky")
 ITERATIVE_SOLVERS = ("cg", "gmres", "bicgstab", "normal_cg")
@@ -194,7 +194,9 @@ def _identity(v):
     return v
 
 
-def cg(matvec, b, *, tol: float = 1e-10, maxiter: int | None = None, x0=None, preconditioner=None):
+def cg(matvec: Callable[[jax.Array], jax.Array], b: jax.Array, *, tol: float = 1e-10, maxiter: int | None = None,
+       x0: jax.Array | None = None,
+       preconditioner: Callable[[jax.Array], jax.Array] | None = None) -> tuple[jax.Array, SolveInfo]:
     """Preconditioned conjugate gradient for a symmetric definite A (positive or negative).
 
     ``preconditioner``: a linear v ↦ P v with P ≈ A⁻¹ symmetric definite of the same sign (or
@@ -231,7 +233,8 @@ def cg(matvec, b, *, tol: float = 1e-10, maxiter: int | None = None, x0=None, pr
     return x, _info(matvec, x, b, k)
 
 
-def bicgstab(matvec, b, *, tol: float = 1e-10, maxiter: int | None = None, preconditioner=None):
+def bicgstab(matvec: Callable[[jax.Array], jax.Array], b: jax.Array, *, tol: float = 1e-10, maxiter: int | None = None,
+             preconditioner: Callable[[jax.Array], jax.Array] | None = None) -> tuple[jax.Array, SolveInfo]:
     """Right-preconditioned BiCGSTAB (van der Vorst, 1992) for a general nonsingular A.
 
     With P ≈ A⁻¹ it runs on A P y = b and returns x = P y. Returns (x, SolveInfo).
@@ -278,8 +281,9 @@ def bicgstab(matvec, b, *, tol: float = 1e-10, maxiter: int | None = None, preco
     return x, _info(matvec, x, b, k)
 
 
-def gmres(matvec, b, *, tol: float = 1e-10, maxiter: int | None = None, restart: int = 30,
-          preconditioner=None):
+def gmres(matvec: Callable[[jax.Array], jax.Array], b: jax.Array, *, tol: float = 1e-10, maxiter: int | None = None,
+          restart: int = 30,
+          preconditioner: Callable[[jax.Array], jax.Array] | None = None) -> tuple[jax.Array, SolveInfo]:
     """Restarted, right-preconditioned GMRES(m) (Saad & Schultz, 1986), m = ``restart``.
 
     A cycle builds the Arnoldi basis V of the Krylov space of A P from the current residual
@@ -361,7 +365,8 @@ def gmres(matvec, b, *, tol: float = 1e-10, maxiter: int | None = None, restart:
     return x, _info(matvec, x, b, k)
 
 
-def normal_cg(matvec, b, *, tol: float = 1e-10, maxiter: int | None = None):
+def normal_cg(matvec: Callable[[jax.Array], jax.Array], b: jax.Array, *, tol: float = 1e-10,
+              maxiter: int | None = None) -> tuple[jax.Array, SolveInfo]:
     """CG on the normal equation AᵀA x = Aᵀb, Aᵀ from ``jax.linear_transpose`` (jaxopt paper, §2.1).
 
     Squares the condition number but needs no symmetry; the reported residual is ‖Ax - b‖/‖b‖.
@@ -541,8 +546,9 @@ def _krylov_call(s, mv, r, tol, maxiter, transpose: bool):
     return _KRYLOV[s.name](mv, r, preconditioner=prec, **kw)
 
 
-def solve_linear(matvec, b, *, solve="auto", tol: float = 1e-10, maxiter: int | None = None,
-                 what: str = "the linear system", checks: bool = True, symmetric: bool = False):
+def solve_linear(matvec: Callable[[jax.Array], jax.Array], b: jax.Array, *, solve: _Solve = "auto",
+                 tol: float = 1e-10, maxiter: int | None = None, what: str = "the linear system",
+                 checks: bool = True, symmetric: bool = False) -> jax.Array:
     """Solve A x = b for a linear ``matvec: v ↦ A v`` on flat vectors, differentiably.
 
     ``solve``: a strategy (see ``algorithms._strategies``: ``Auto``, ``LU``, ``Cholesky``,

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import functools
 import warnings
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -69,7 +70,8 @@ def _probes(n: int, dtype):
     return jnp.stack([jnp.sin(2.399963229728653 * k + 0.5), jnp.cos(1.6180339887498949 * k + 0.25)])
 
 
-def free_coordinates(matvec, flat_x, *, fixed_point_form: bool = True):
+def free_coordinates(matvec: Callable[[jax.Array], jax.Array], flat_x: jax.Array, *,
+                     fixed_point_form: bool = True) -> jax.Array:
     """Boolean mask of the rows of A = ∂ₓT(x, θ) that are not identically zero (the free set S).
 
     ``matvec`` is v ↦ ∂₁G v with G = x - T (fixed-point form), so A v = v - matvec(v). A row is
@@ -107,8 +109,9 @@ def _check_mask(rows):
     return check
 
 
-def restricted_solve(matvec, b, free, *, fixed_point_form: bool = True, verify: bool = False, prox: bool = False,
-                     **solve_kw):
+def restricted_solve(matvec: Callable[[jax.Array], jax.Array], b: jax.Array, free: jax.Array, *,
+                     fixed_point_form: bool = True,
+                     verify: bool = False, prox: bool = False, **solve_kw: Any) -> jax.Array:
     """u with ∂₁G u = b, solved on the free coordinates only (see the module docstring).
 
     Fixed-point form (∂₁G = I - A, A = ∂ₓT with zero rows off ``free``): returns

@@ -73,7 +73,7 @@ class IterationMap:
     optimality: Callable[[Any, Any], Any] | None = None
     symmetric: bool = False
 
-    def __call__(self, state, theta):
+    def __call__(self, state: Any, theta: Any) -> Any:
         return self.fn(state, theta)
 
 
@@ -83,7 +83,7 @@ def _tree_sub_norm(a, b):
     return jnp.sqrt(sum(leaves)) if leaves else jnp.asarray(0.0)
 
 
-def fixed_point_residual(F, x, theta):
+def fixed_point_residual(F: Callable, x: Any, theta: Any) -> jax.Array:
     """‖F(x, θ) − x‖ (Euclidean norm over all leaves of the state)."""
     return _tree_sub_norm(F(x, theta), x)
 
@@ -194,7 +194,8 @@ def _check_steps(steps):
     return int(steps)
 
 
-def run(F, x0, theta, steps: int, *, tol: float | None = None, max_growth: float | None = MAX_GROWTH):
+def run(F: Callable, x0: Any, theta: Any, steps: int, *, tol: float | None = None,
+        max_growth: float | None = MAX_GROWTH) -> Any:
     """The trajectory (x_0, x_1, …, x_steps) of x_{k+1} = F(x_k, θ), stacked on a leading axis.
 
     Args:
@@ -237,7 +238,7 @@ class Solution:
     residual: jax.Array
 
 
-def solve(F, x0, theta, steps: int, *, tol: float | None = None,
+def solve(F: Callable, x0: Any, theta: Any, steps: int, *, tol: float | None = None,
           max_growth: float | None = MAX_GROWTH) -> Solution:
     """Run K = ``steps`` iterations of F from x0 and report the last iterate and its residual.
 

@@ -47,7 +47,7 @@ its condition number, where a Krylov method can only report that it did not conv
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from typing import Callable, Union
 
 #: ``Auto`` uses a dense LU for systems of at most this many unknowns, matrix-free above.
 #: Measured crossover of LU and GMRES (``benchmarks/bench_implicit_scale.py``, section 1).
@@ -97,7 +97,7 @@ class _Krylov:
     tol: float | None = None
     maxiter: int | None = None
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         _check_tol(self.tol)
         _check_maxiter(self.maxiter)
         _check_preconditioner(getattr(self, "preconditioner", None))
@@ -128,7 +128,7 @@ class GMRES(_Krylov):
     preconditioner: Callable | None = None
     name = "gmres"
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         super().__post_init__()
         if isinstance(self.restart, bool) or not isinstance(self.restart, int) or self.restart <= 0:
             raise ValueError(f"`restart` must be a positive int, got {self.restart!r}")
@@ -161,7 +161,7 @@ class Custom:
     tol: float | None = None
     name = "custom"
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if not callable(self.solver):
             raise TypeError("`solve` as a custom solver must be a callable solver(matvec, b) -> x, "
                             f"got {self.solver!r}")
@@ -194,7 +194,7 @@ class Auto:
     support_dense: bool | None = None
     name = "auto"
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if isinstance(self.threshold, bool) or not isinstance(self.threshold, int) or self.threshold < 0:
             raise ValueError(f"`threshold` must be a nonnegative int, got {self.threshold!r}")
         if self.symmetric is not None and not isinstance(self.symmetric, bool):
@@ -206,7 +206,7 @@ class Auto:
         if self.support_dense is not None and not isinstance(self.support_dense, bool):
             raise TypeError(f"`support_dense` must be a bool or None, got {self.support_dense!r}")
 
-    def choose(self, n: int, symmetric: bool = False):
+    def choose(self, n: int, symmetric: bool = False) -> CG | GMRES | LU:
         """The strategy used for a system of n unknowns (``symmetric``: the call's SPD hint)."""
         sym = symmetric if self.symmetric is None else self.symmetric
         if n <= self.threshold:
@@ -223,8 +223,12 @@ STRATEGIES = (Auto, LU, Cholesky, CG, GMRES, BiCGSTAB, NormalCG, Custom)
 _BY_NAME = {"auto": Auto, "lu": LU, "cholesky": Cholesky, "cg": CG, "gmres": GMRES,
             "bicgstab": BiCGSTAB, "normal_cg": NormalCG}
 
+# Annotation aliases: one strategy object, and what a ``solve=`` argument accepts.
+_Strategy = Union[Auto, LU, Cholesky, CG, GMRES, BiCGSTAB, NormalCG, Custom]
+_Solve = Union[str, _Strategy, Callable]
 
-def as_strategy(solve):
+
+def as_strategy(solve: _Solve) -> _Strategy:
     """``solve`` (a strategy, one of :data:`STRINGS`, or a callable) as a strategy object."""
     if isinstance(solve, STRATEGIES):
         return solve
@@ -240,7 +244,7 @@ def as_strategy(solve):
                     f"got {solve!r}")
 
 
-def choose_solver(solve, n: int, symmetric: bool = False):
+def choose_solver(solve: _Solve, n: int, symmetric: bool = False) -> _Strategy:
     """The concrete strategy ``solve`` uses on a system of n unknowns (resolves ``Auto``).
 
     This is what "the default" means, stated: ``choose_solver('auto', 30)`` is ``LU()``,

@@ -107,6 +107,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -236,8 +237,9 @@ def _prefers_reverse(m: int, N: int) -> bool:
     return m <= REVERSE_MAX_OUTPUTS and N >= max(REVERSE_MIN_COLUMNS, 4 * m)
 
 
-def value_and_jacobian(fun, argnums=0, *, tol: float = 0.0, max_selections: int = 4096, fast=None,
-                       mode: str = "auto"):
+def value_and_jacobian(fun: Callable, argnums: int | tuple[int, ...] = 0, *, tol: float = 0.0,
+                       max_selections: int = 4096, fast: bool | None = None,
+                       mode: str = "auto") -> Callable[..., tuple[Any, MatrixSet]]:
     """Like ``jacobian`` but the returned function gives ``(fun(*args), J)``.
 
     ``fast``: ``True`` compiles a tie detector and the forward-mode Jacobian (``_fast``) and
@@ -349,7 +351,8 @@ def value_and_jacobian(fun, argnums=0, *, tol: float = 0.0, max_selections: int 
     return wrapped
 
 
-def jacobian(fun, argnums=0, *, tol: float = 0.0, max_selections: int = 4096, fast=None, mode: str = "auto"):
+def jacobian(fun: Callable, argnums: int | tuple[int, ...] = 0, *, tol: float = 0.0, max_selections: int = 4096,
+             fast: bool | None = None, mode: str = "auto") -> Callable[..., MatrixSet]:
     """The conservative Jacobian of ``fun`` as a function returning a ``MatrixSet``.
 
     Like ``jax.jacfwd(fun, argnums)``, but ``jacobian(fun)(*args)`` is the *set*

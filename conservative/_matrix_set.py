@@ -42,6 +42,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
+from typing import Any, Callable
 
 import numpy as np
 
@@ -83,7 +84,7 @@ def _as_float_array(x, name: str) -> np.ndarray:
     return arr
 
 
-def as_matrix_stack(x, name: str = "generators") -> np.ndarray:
+def as_matrix_stack(x: Any, name: str = "generators") -> np.ndarray:
     """Validate a family of m×n matrices and return it as float64 (k, m, n).
 
     Accepts an array (k, m, n), a single m×n matrix (k = 1) or a sequence of equally shaped
@@ -228,7 +229,7 @@ class MatrixSet:
     max_vertices = DEFAULT_MAX_VERTICES
     __array_ufunc__ = None  # so that ``ndarray @ S`` and ``ndarray + S`` reach MatrixSet's operators
 
-    def __init__(self, generators):
+    def __init__(self, generators: Any) -> None:
         if isinstance(generators, MatrixSet):
             g = generators
             self._init_from(g._shape, (g._cidx, g._cval), g._groups_c, len(g), packs=g._packs_c)
@@ -275,7 +276,7 @@ class MatrixSet:
         object.__setattr__(self, "_dense_c", None)
         object.__setattr__(self, "_decomp", None)
 
-    def __setattr__(self, name, value):
+    def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("MatrixSet is immutable")
 
     # ----------------------------------------------------------------- storage
@@ -340,7 +341,7 @@ class MatrixSet:
         return obj
 
     @classmethod
-    def minkowski_sum_of_hulls(cls, center, groups) -> MatrixSet:
+    def minkowski_sum_of_hulls(cls, center: Any, groups: Sequence[Any]) -> MatrixSet:
         """C + conv(G_1) + ... + conv(G_p) from a center (m, n) and arrays G_g of shape (k_g, m, n)."""
         C = _as_float_array(center, "center")
         if C.ndim != 2:
@@ -355,7 +356,7 @@ class MatrixSet:
         return cls._from_parts(C.shape, C, dense)
 
     @classmethod
-    def zonotope(cls, center, segments) -> MatrixSet:
+    def zonotope(cls, center: Any, segments: Any) -> MatrixSet:
         """The zonotope C + Σ_j [0, 1]·Z_j for segments Z of shape (p, m, n)."""
         Z = _as_float_array(segments, "segments")
         if Z.ndim != 3:
@@ -381,7 +382,7 @@ class MatrixSet:
         return self._center.reshape(self._shape).copy()
 
     @property
-    def sparse_center(self):
+    def sparse_center(self) -> Any:
         """The center C as a ``scipy.sparse.csr_array`` (m, n), at any size."""
         import scipy.sparse as sp
 
@@ -500,7 +501,7 @@ class MatrixSet:
                 args.append((p.idx.ravel(), p.vals[np.arange(p.t), best].ravel()))
         return float(np.ldexp(val, a + b)), args
 
-    def support(self, D) -> float:
+    def support(self, D: Any) -> float:
         """σ_S(D) = max_{X∈S} ⟨D, X⟩ = ⟨D, C⟩ + Σ_g max_i ⟨D, G_g,i⟩ (Frobenius inner product).
 
         ``D``: a dense (m, n) array or a ``scipy.sparse`` matrix (only its entries on the center's
@@ -510,7 +511,7 @@ class MatrixSet:
         """
         return self._support_flat(as_flat(D, self._shape, "D"))[0]
 
-    def argsupport(self, D):
+    def argsupport(self, D: Any) -> Any:
         """A maximiser of ⟨D, X⟩ over S (one vertex per group, summed).  ``D`` as for ``support``;
         the result is a dense (m, n) array, or a ``scipy.sparse.csr_array`` above
         ``MAX_DENSE_ENTRIES`` entries."""
@@ -655,25 +656,25 @@ class MatrixSet:
         r_out = safe_norm(y.outside(parts[0]))  # after the touched entries were read
         return math.hypot(safe_norm(parts[3]), r_out) <= tol_n
 
-    def distance_bounds(self, M) -> tuple[float, float]:
+    def distance_bounds(self, M: Any) -> tuple[float, float]:
         """Certified (lower, upper) bounds on the Frobenius distance from M to S.  ``M``: a dense
         (m, n) array or a ``scipy.sparse`` matrix."""
         _, lo, hi = self._distance(M)
         return lo, hi
 
-    def distance(self, M) -> float:
+    def distance(self, M: Any) -> float:
         """Frobenius distance from M to S (the upper bound, attained by ``project(M)``); ``M`` dense
         or ``scipy.sparse``."""
         return self._distance(M)[2]
 
-    def project(self, M):
+    def project(self, M: Any) -> Any:
         """The nearest point of S to M in the Frobenius norm (closed forms for segments alone on their
         entries, a QP per component otherwise; see ``_qp``).  ``M`` dense or ``scipy.sparse``; the
         result is dense (m, n), or a ``scipy.sparse.csr_array`` above ``MAX_DENSE_ENTRIES`` entries."""
         (idx, vals), _, _ = self._distance(M)
         return flat_to_output(self._shape, idx, vals)
 
-    def contains(self, M, tol: float = 1e-9) -> bool:
+    def contains(self, M: Any, tol: float = 1e-9) -> bool:
         """Is dist_F(M, S) ≤ tol?  Decided from certified distance bounds.
 
         ``M``: a dense (m, n) array or a ``scipy.sparse`` matrix.  ``tol`` is a finite nonnegative
@@ -719,7 +720,7 @@ class MatrixSet:
         _check_dense(size * sum(p.t * p.k for p in self._packs), "the dense groups")
         return [g.dense(size) for g in self._groups]
 
-    def linear_image(self, fn, out_shape) -> MatrixSet:
+    def linear_image(self, fn: Callable[[np.ndarray], Any], out_shape: tuple[int, int]) -> MatrixSet:
         """Image under a *linear* map X ↦ fn(X) (m×n → out_shape): fn(C) + Σ_g conv(fn(G_g)).
 
         ``fn`` must be linear (not affine); it receives a stack (k, m, n) and returns (k, p, q).
@@ -740,7 +741,7 @@ class MatrixSet:
             return MatrixSet._from_sparse(self._shape, center, self._groups + other._groups)
         return MatrixSet._from_packs(self._shape, center, self._packs + other._packs)
 
-    def translate(self, M) -> MatrixSet:
+    def translate(self, M: Any) -> MatrixSet:
         """S + M = {X + M : X ∈ S} (``M`` dense or ``scipy.sparse``)."""
         Mf = as_flat(M, self._shape, "M")
         if Mf.dense is not None:
@@ -750,7 +751,7 @@ class MatrixSet:
             return MatrixSet._from_sparse(self._shape, center, self._groups)
         return MatrixSet._from_packs(self._shape, center, self._packs)
 
-    def __add__(self, other):
+    def __add__(self, other: Any) -> MatrixSet:
         if isinstance(other, MatrixSet):
             return self.minkowski_sum(other)
         return self.translate(other)
@@ -770,24 +771,24 @@ class MatrixSet:
             groups = tuple(type(g)(g.idx, c * g.vals) for g in self._groups) if c != 0 else ()
         return MatrixSet._from_sparse(self._shape, center, groups)
 
-    def __mul__(self, c):
+    def __mul__(self, c: float) -> MatrixSet:
         if np.ndim(c) != 0:
             raise TypeError("MatrixSet * x needs a scalar x; use A @ S or S @ B for matrix products")
         return self.scale(c)
 
     __rmul__ = __mul__
 
-    def __neg__(self):
+    def __neg__(self) -> MatrixSet:
         return self.scale(-1.0)
 
-    def left_multiply(self, A) -> MatrixSet:
+    def left_multiply(self, A: Any) -> MatrixSet:
         """A·S = {A X : X ∈ S} (a linear image: exact, no vertex enumeration)."""
         A = _as_float_array(A, "A")
         if A.ndim != 2 or A.shape[1] != self._shape[0]:
             raise ValueError(f"A: expected a matrix with {self._shape[0]} columns, got shape {A.shape}")
         return self.linear_image(lambda X: A @ X, (A.shape[0], self._shape[1]))
 
-    def right_multiply(self, B) -> MatrixSet:
+    def right_multiply(self, B: Any) -> MatrixSet:
         """S·B = {X B : X ∈ S} (a linear image: exact, no vertex enumeration)."""
         B = _as_float_array(B, "B")
         if B.ndim != 2 or B.shape[0] != self._shape[1]:
@@ -811,12 +812,12 @@ class MatrixSet:
         P = np.einsum("imk,jkn->ijmn", V, W).reshape(-1, self._shape[0], other.shape[1])
         return MatrixSet(P)
 
-    def __matmul__(self, other):
+    def __matmul__(self, other: Any) -> MatrixSet:
         if isinstance(other, MatrixSet):
             return self.product(other)
         return self.right_multiply(other)
 
-    def __rmatmul__(self, other):
+    def __rmatmul__(self, other: Any) -> MatrixSet:
         return self.left_multiply(other)
 
     def transpose(self) -> MatrixSet:

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -742,7 +743,8 @@ def _assemble(center_t, tables, m, N):
     return MatrixSet._from_sparse((m, N), center, tuple(groups))
 
 
-def value_and_jacobian_reverse(fun, argnums=0, *, tol: float = 0.0, max_selections: int = 4096):
+def value_and_jacobian_reverse(fun: Callable, argnums: int | tuple[int, ...] = 0, *, tol: float = 0.0,
+                               max_selections: int = 4096) -> Callable[..., tuple[Any, MatrixSet]]:
     """Like ``jacobian_reverse`` but the returned function gives ``(fun(*args), J)``.
 
     The returned function's attributes ``last_mode`` ("reverse" or "forward") and ``last_reason``
@@ -780,7 +782,8 @@ def value_and_jacobian_reverse(fun, argnums=0, *, tol: float = 0.0, max_selectio
     return vj
 
 
-def jacobian_reverse(fun, argnums=0, *, tol: float = 0.0, max_selections: int = 4096):
+def jacobian_reverse(fun: Callable, argnums: int | tuple[int, ...] = 0, *, tol: float = 0.0,
+                     max_selections: int = 4096) -> Callable[..., MatrixSet]:
     """The conservative Jacobian of ``fun`` in reverse mode (VJP form), for programs with few outputs.
 
     Same arguments, semantics, result and errors as ``conservative.jacobian`` (the set

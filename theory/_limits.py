@@ -31,6 +31,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -81,7 +82,7 @@ class ImplicitSet:
     covering_radius: float
     max_condition: float  # max cond₂(I - A) over the samples
 
-    def distance(self, M) -> tuple[float, float]:
+    def distance(self, M: Any) -> tuple[float, float]:
         """(lower, upper) bounds on d(M, J_imp): d(M, samples) - δ ≤ d ≤ d(M, samples)."""
         d = float(np.min(_row_norms((self.samples - np.asarray(M)).reshape(len(self.samples), -1))))
         return max(0.0, d - self.covering_radius), d
@@ -91,7 +92,7 @@ class ImplicitSet:
                 f"covering radius {self.covering_radius:.3e})")
 
 
-def implicit_set(family, *, resolution: int = 50, contraction=None, max_samples: int = 100_000,
+def implicit_set(family: Any, *, resolution: int = 50, contraction: Any = None, max_samples: int = 100_000,
                  max_condition: float = 1e12) -> ImplicitSet:
     """Sample J_imp on the grid of convex weights with denominator ``resolution``.
 
@@ -178,8 +179,8 @@ class LimitComparison:
         return f"LimitComparison({self.summary()})"
 
 
-def compare_limits(family, *, resolution: int = 50, tol: float = 1e-8, max_inclusion_checks: int = 64,
-                   fixed=None, contraction=None, **fixed_set_kwargs) -> LimitComparison:
+def compare_limits(family: Any, *, resolution: int = 50, tol: float = 1e-8, max_inclusion_checks: int = 64,
+                   fixed: Any = None, contraction: Any = None, **fixed_set_kwargs: Any) -> LimitComparison:
     """Compare J_imp and J_pb = conv fix 𝒥 for a contracting family of [A, B] blocks.
 
     Returns the excess gap(J_pb, J_imp) with a witness in J_pb far from J_imp (see
