@@ -16,6 +16,8 @@ Users can declare further smooth primitives with ``register_smooth``.
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -53,7 +55,7 @@ NONSMOOTH = {"max", "min", "abs", "clamp", "select_n", "reduce_max", "reduce_min
              "argmax", "argmin"}
 
 
-def register_smooth(primitive) -> None:
+def register_smooth(primitive: Any) -> None:
     """Declare a JAX primitive (or its name) smooth: ``jacobian`` will push tangents through its JVP."""
     SMOOTH.add(primitive if isinstance(primitive, str) else primitive.name)
 

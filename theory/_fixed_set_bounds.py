@@ -49,8 +49,10 @@ import heapq
 import itertools
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from conservative import MatrixSet
 
@@ -90,7 +92,7 @@ class FixedSetBounds:
     nodes: int
     complete: bool
 
-    def outer_contains(self, X, tol: float = 0.0) -> bool:
+    def outer_contains(self, X: ArrayLike, tol: float = 0.0) -> bool:
         """⟨D_j, X⟩ ≤ u_j + tol‖D_j‖_F for every template direction."""
         X = np.asarray(X, dtype=np.float64)
         vals = np.einsum("pij,ij->p", self.directions, X)
@@ -265,7 +267,8 @@ def _branch_and_bound(A, B, D, c, R, Rmax, points, tol, max_nodes, dual=None, r_
     return max(u, pruned), best_word, best_base, nodes, True
 
 
-def fixed_set_bounds(family, *, tol: float = 1e-6, directions=None, contraction=None, max_nodes: int = 200_000,
+def fixed_set_bounds(family: MatrixSet | ArrayLike, *, tol: float = 1e-6, directions: ArrayLike | None = None,
+                     contraction: Any = None, max_nodes: int = 200_000,
                      hausdorff: bool = True) -> FixedSetBounds:
     """Certified inner set and outer template polytope of conv fix(𝒥), without vertex enumeration.
 
