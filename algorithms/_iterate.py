@@ -211,15 +211,23 @@ def _hashable(F) -> bool:
     return True
 
 
+#: the check of the SIGINT-recording handler of the outermost eager call (nested calls share it)
+_ACTIVE_INTERRUPT_CHECK: list = []
+
+
 @contextlib.contextmanager
 def _interrupts_between_chunks():
     """Ctrl-C (SIGINT) is recorded and raised as KeyboardInterrupt between chunks.
 
     Python raises a KeyboardInterrupt wherever the main thread is when the signal lands; inside
     JAX's compilation or dispatch machinery it can be swallowed (a callback that ignores
-    exceptions), and the loop would run on.  While the eager loop runs, the default handler is
-    replaced by one that only records the signal; the loop checks it after every chunk.  Left
+    exceptions), and the loop would run on.  While an eager call runs (tracing, compiling, the loop), the default
+    handler is replaced by one that only records the signal; the loop checks it after every chunk and
+    the call at its end.  Left
     as is outside the main thread or when the program installed its own handler."""
+    if _ACTIVE_INTERRUPT_CHECK:  # an enclosing eager call installed the handler: share its record
+        yield _ACTIVE_INTERRUPT_CHECK[-1]
+        return
     if threading.current_thread() is not threading.main_thread() or \
             signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
         yield lambda: None
@@ -229,12 +237,16 @@ def _interrupts_between_chunks():
 
     def check():
         if hit:
+            hit.clear()
             raise KeyboardInterrupt
 
+    _ACTIVE_INTERRUPT_CHECK.append(check)
     try:
         yield check
     finally:
+        _ACTIVE_INTERRUPT_CHECK.pop()
         signal.signal(signal.SIGINT, old)
+    check()  # a Ctrl-C that landed after the last check is raised here, not lost
 
 
 def _run_eager(F, x, theta, n: int, max_growth: float | None):
@@ -465,52 +477,55 @@ def iterate(F: Callable, x0: Any, theta: Any, steps: int, *, mode: str = "autodi
     if not isinstance(check_finite, bool):
         raise TypeError(f"`check_finite` must be a bool, got {check_finite!r}")
     check_max_growth(max_growth)
-    _check_map_signature(F, x0, theta)
-    steps = operator.index(steps)
-    sg = lax.stop_gradient
+    # on concrete inputs a Ctrl-C anywhere in the call (tracing, compiling, the loop) is recorded and
+    # raised between chunks or at the end, never lost inside JAX's machinery
+    with _interrupts_between_chunks() if not _is_traced((x0, theta)) else contextlib.nullcontext():
+        _check_map_signature(F, x0, theta)
+        steps = operator.index(steps)
+        sg = lax.stop_gradient
 
-    def run(x, th, n, offset=0, upstream=None):
-        """n steps from x; divergence (here or ``upstream``) reported on the result."""
-        if not check_finite:
-            if not _is_traced((x, th)) and _hashable(F):
-                return _plain_jit(F, x, th, n)
-            return lax.fori_loop(0, n, lambda _, x: F(x, th), x)
-        if upstream is None and n > 0 and not _is_traced((x, th)):
-            x, first_bad, value, scale = _run_eager(F, x, th, n, max_growth)
-            if first_bad < 0:
-                return x  # concrete and healthy: nothing to convert or report
-            diag = (jnp.asarray(first_bad + offset, jnp.int32), jnp.asarray(value), jnp.asarray(scale))
+        def run(x, th, n, offset=0, upstream=None):
+            """n steps from x; divergence (here or ``upstream``) reported on the result."""
+            if not check_finite:
+                if not _is_traced((x, th)) and _hashable(F):
+                    return _plain_jit(F, x, th, n)
+                return lax.fori_loop(0, n, lambda _, x: F(x, th), x)
+            if upstream is None and n > 0 and not _is_traced((x, th)):
+                x, first_bad, value, scale = _run_eager(F, x, th, n, max_growth)
+                if first_bad < 0:
+                    return x  # concrete and healthy: nothing to convert or report
+                diag = (jnp.asarray(first_bad + offset, jnp.int32), jnp.asarray(value), jnp.asarray(scale))
+                return _report_divergence(x, diag, th, steps, max_growth)
+            x, diag = _run(F, x, th, n, max_growth=max_growth, offset=offset)
+            if upstream is not None:
+                diag = _first_of(upstream, diag)
             return _report_divergence(x, diag, th, steps, max_growth)
-        x, diag = _run(F, x, th, n, max_growth=max_growth, offset=offset)
-        if upstream is not None:
-            diag = _first_of(upstream, diag)
-        return _report_divergence(x, diag, th, steps, max_growth)
 
-    if mode == "autodiff":
-        return run(x0, theta, steps)
-    if mode == "one_step":
-        truncate = 1
-    if mode in ("one_step", "truncated"):
-        # the undifferentiated steps' diagnostics travel to the report on the differentiated
-        # output, so that they survive dead-code elimination under jit(grad(...))
-        if not check_finite:
-            x_mid = lax.fori_loop(0, steps - truncate, lambda _, x: F(x, sg(theta)), sg(x0))
-            return run(x_mid, theta, truncate)
-        x_mid, diag = _run(F, sg(x0), sg(theta), steps - truncate, max_growth=max_growth, offset=0)
-        return run(x_mid, theta, truncate, steps - truncate, upstream=diag)
+        if mode == "autodiff":
+            return run(x0, theta, steps)
+        if mode == "one_step":
+            truncate = 1
+        if mode in ("one_step", "truncated"):
+            # the undifferentiated steps' diagnostics travel to the report on the differentiated
+            # output, so that they survive dead-code elimination under jit(grad(...))
+            if not check_finite:
+                x_mid = lax.fori_loop(0, steps - truncate, lambda _, x: F(x, sg(theta)), sg(x0))
+                return run(x_mid, theta, truncate)
+            x_mid, diag = _run(F, sg(x0), sg(theta), steps - truncate, max_growth=max_growth, offset=0)
+            return run(x_mid, theta, truncate, steps - truncate, upstream=diag)
 
-    def solver(init, th):
-        return run(init, th, steps)
+        def solver(init, th):
+            return run(init, th, steps)
 
-    G = _root_form(F, optimality_fun)
-    if G is None:
-        wrapped = custom_fixed_point(F, solve=solve, tol=tol, maxiter=maxiter, checks=checks,
-                                     residual_rtol=residual_rtol, symmetric=symmetric, support=support)(solver)
-    else:
-        wrapped = custom_root(G, solve=solve, tol=tol, maxiter=maxiter, checks=checks,
-                              residual_rtol=residual_rtol, symmetric=symmetric,
-                              support=None if support == "auto" else support)(solver)
-    return wrapped(sg(x0), theta)
+        G = _root_form(F, optimality_fun)
+        if G is None:
+            wrapped = custom_fixed_point(F, solve=solve, tol=tol, maxiter=maxiter, checks=checks,
+                                         residual_rtol=residual_rtol, symmetric=symmetric, support=support)(solver)
+        else:
+            wrapped = custom_root(G, solve=solve, tol=tol, maxiter=maxiter, checks=checks,
+                                  residual_rtol=residual_rtol, symmetric=symmetric,
+                                  support=None if support == "auto" else support)(solver)
+        return wrapped(sg(x0), theta)
 
 
 def _root_form(F, optimality_fun):
