@@ -362,7 +362,13 @@ def test_long_eager_loop_stops_on_ctrl_c_within_seconds(delay):
             print("interrupted", flush=True)
             sys.exit(3)
     """)
-    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+    def default_sigint():
+        # a fresh process as a user starts it: SIGINT neither ignored nor blocked (an ignored or blocked
+        # disposition of the test runner would otherwise be inherited through exec)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])
+
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, preexec_fn=default_sigint,
                          cwd=str(__import__("pathlib").Path(__file__).resolve().parents[2]))
     try:
         assert p.stdout.readline().strip() == "start"
