@@ -464,7 +464,8 @@ def main(argv=None):
         print("  slides' point α = 1, β = 3/4: failed (see above)")
         return 1
     print(f"  slides' point α = 1, β = 3/4: {sp['class']} (JSR ∈ [{sp['jsr_lower']:.10f}, {sp['jsr_upper']:.10f}], "
-          f"word {sp['jsr_word']} (0-based indices into [M1, M2]); iterates by {sp['iterates_method']} {sp['iterates_certificate'] or ''}, "
+          f"word {sp['jsr_word']} (0-based indices into [M1, M2]); "
+          f"iterates by {sp['iterates_method']} {sp['iterates_certificate'] or ''}, "
           f"rate ≤ {sp['iterates_rate_bound']:.6f})")
     rng = s["gradient_descent"]["iterates_converge_derivatives_diverge_alpha_range"]
     print(f"  gradient descent: iterates converge, derivatives diverge for α in {rng} (exact)")
